@@ -1,0 +1,128 @@
+//! Health endpoints: liveness and readiness for orchestrators (public), and `/health` (admin),
+//! which calls every deployment.
+
+use crate::app::AppState;
+use crate::config::{Deployment, Mode};
+use crate::error::GatewayError;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn liveliness() -> Json<&'static str> {
+    Json("I'm alive!")
+}
+
+pub async fn readiness(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "healthy",
+        "db": "Not connected",
+        "cache": null,
+        "version": env!("CARGO_PKG_VERSION"),
+        "model_groups": state.models.public_names().len(),
+    }))
+}
+
+pub async fn root() -> Json<serde_json::Value> {
+    Json(
+        serde_json::json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION"), "docs": "OpenAI-compatible API under /v1"}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct HealthQuery {
+    model: Option<String>,
+}
+
+/// Calls each deployment (optionally only those of `?model=`) with a one-token request.
+pub async fn health(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HealthQuery>,
+) -> Response {
+    match state.auth.authenticate(&headers) {
+        Ok(c) if c.is_admin() => {}
+        Ok(_) => {
+            return GatewayError::Unauthorized("/health needs the master key".into())
+                .into_response()
+        }
+        Err(e) => return e.into_response(),
+    }
+    let deps: Vec<Arc<Deployment>> = state
+        .config
+        .deployments
+        .iter()
+        .filter(|d| q.model.as_deref().is_none_or(|m| m == d.model_name))
+        .cloned()
+        .collect();
+    let checks = deps.iter().map(|d| check(&state, d));
+    let results = futures_util::future::join_all(checks).await;
+    let (mut healthy, mut unhealthy) = (vec![], vec![]);
+    for (d, r) in deps.iter().zip(results) {
+        let mut entry = serde_json::json!({
+            "model": d.litellm_model,
+            "model_name": d.model_name,
+            "model_id": d.id,
+            "api_base": d.api_base,
+        });
+        match r {
+            Ok(()) => healthy.push(entry),
+            Err(e) => {
+                entry["error"] = serde_json::Value::String(e.to_string());
+                unhealthy.push(entry);
+            }
+        }
+    }
+    Json(serde_json::json!({
+        "healthy_count": healthy.len(),
+        "unhealthy_count": unhealthy.len(),
+        "healthy_endpoints": healthy,
+        "unhealthy_endpoints": unhealthy,
+    }))
+    .into_response()
+}
+
+async fn check(state: &AppState, d: &Deployment) -> Result<(), GatewayError> {
+    let (url, body) = match d.mode() {
+        Mode::Embedding => (
+            &d.embeddings_url,
+            serde_json::json!({"model": d.model, "input": "ping"}),
+        ),
+        Mode::Completion => (
+            &d.completions_url,
+            serde_json::json!({"model": d.model, "prompt": "ping", "max_tokens": 1}),
+        ),
+        _ => (
+            &d.chat_url,
+            serde_json::json!({"model": d.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
+        ),
+    };
+    let timeout = d
+        .timeout
+        .unwrap_or(HEALTH_CHECK_TIMEOUT)
+        .min(HEALTH_CHECK_TIMEOUT);
+    let reply = state
+        .upstream
+        .post(
+            d,
+            url,
+            Bytes::from(body.to_string()),
+            timeout,
+            "health-check",
+        )
+        .await?;
+    tokio::time::timeout(timeout, reply.response.bytes())
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout {
+            deployment: d.label(),
+            after: timeout,
+        })?
+        .map_err(|e| crate::providers::transport_error(d, e, timeout))?;
+    Ok(())
+}

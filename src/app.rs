@@ -1,0 +1,108 @@
+//! Builds the gateway: shared state, routes, and the layer stack.
+//!
+//! A request's path through the stack, outermost first:
+//! 1. `request_context`: assigns the request id (honouring an incoming `x-request-id`), stamps
+//!    the arrival time, and echoes the id on every response, errors included;
+//! 2. the route's handler (`api::openai`, `api::health`): authenticates, reads the body under
+//!    the size limit, parses the dialect, and calls `pipeline::run`;
+//! 3. the handler turns the outcome or the error into the dialect's response and headers.
+
+use crate::api;
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::providers::Upstream;
+use crate::routing::ModelMap;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use http::HeaderValue;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub models: ModelMap,
+    pub upstream: Upstream,
+    pub auth: Auth,
+    /// Unix seconds at start-up (the `created` of listed models).
+    pub started_unix: u64,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Arc<Self>, GatewayError> {
+        let models = ModelMap::new(&config);
+        let auth = Auth::new(config.general.master_key.as_deref());
+        Ok(Arc::new(AppState {
+            models,
+            auth,
+            upstream: Upstream::new()?,
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            config: Arc::new(config),
+        }))
+    }
+}
+
+/// Per-request facts every handler may read.
+#[derive(Clone)]
+pub struct RequestCtx {
+    pub id: Arc<str>,
+    pub started: Instant,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let openai = Router::new()
+        .route("/v1/chat/completions", post(api::openai::chat_completions))
+        .route("/chat/completions", post(api::openai::chat_completions))
+        .route("/v1/completions", post(api::openai::completions))
+        .route("/completions", post(api::openai::completions))
+        .route("/v1/embeddings", post(api::openai::embeddings))
+        .route("/embeddings", post(api::openai::embeddings))
+        .route("/v1/models", get(api::openai::list_models))
+        .route("/models", get(api::openai::list_models))
+        .route("/v1/models/{*id}", get(api::openai::get_model))
+        .route("/models/{*id}", get(api::openai::get_model));
+    let health = Router::new()
+        .route("/health/liveliness", get(api::health::liveliness))
+        .route("/health/liveness", get(api::health::liveliness))
+        .route("/health/readiness", get(api::health::readiness))
+        .route("/health", get(api::health::health))
+        .route("/", get(api::health::root));
+    openai
+        .merge(health)
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id: Arc<str> = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
+    req.extensions_mut().insert(RequestCtx {
+        id: id.clone(),
+        started,
+    });
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

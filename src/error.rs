@@ -1,0 +1,305 @@
+//! The one error type of the request path, and its one mapping to HTTP.
+//!
+//! Every variant knows its status, who caused it ([`Blame`]) and whether another attempt could
+//! help. Upstream-blamed errors feed the router's cooldowns; client-blamed ones never do. The body
+//! is rendered in the dialect of the route that failed (OpenAI now; Anthropic plugs in beside it).
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// Who caused an error: decides whether it may cool a deployment down and how it is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+/// The API dialect a response is rendered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+
+    #[error("Request body is not valid JSON: {0}")]
+    MalformedJson(String),
+
+    #[error(
+        "Request body exceeds the limit of {limit} bytes (general_settings.max_request_size_mb)"
+    )]
+    PayloadTooLarge { limit: usize },
+
+    #[error("{route}: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key. Available models: {}", available.join(", "))]
+    UnknownModel {
+        route: &'static str,
+        model: String,
+        available: Vec<String>,
+    },
+
+    #[error("The model `{0}` does not exist")]
+    ModelNotFound(String),
+
+    #[error("No usable deployment for model={model}: {reason}")]
+    ModelUnavailable { model: String, reason: String },
+
+    #[error("{0}")]
+    Unauthorized(String),
+
+    #[error("{0}")]
+    RouteNotFound(String),
+
+    #[error("{0}")]
+    MethodNotAllowed(String),
+
+    /// The upstream answered with an error status; its message is relayed.
+    #[error("{deployment}: upstream returned {status}: {message}")]
+    Upstream {
+        deployment: String,
+        status: u16,
+        message: String,
+        error_type: Option<String>,
+        param: Option<String>,
+        retry_after: Option<Duration>,
+    },
+
+    #[error("{deployment}: upstream unreachable: {detail}")]
+    UpstreamUnreachable { deployment: String, detail: String },
+
+    #[error("{deployment}: upstream timed out after {}s", .after.as_secs_f64())]
+    UpstreamTimeout { deployment: String, after: Duration },
+
+    #[error("{deployment}: upstream sent an unreadable response: {detail}")]
+    UpstreamProtocol { deployment: String, detail: String },
+
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: Some(param.to_string()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ModelNotFound(_) | RouteNotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ModelUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        use GatewayError::*;
+        match self {
+            InvalidRequest { .. }
+            | MalformedJson(_)
+            | PayloadTooLarge { .. }
+            | UnknownModel { .. }
+            | ModelNotFound(_)
+            | RouteNotFound(_)
+            | MethodNotAllowed(_)
+            | Unauthorized(_) => Blame::Client,
+            ModelUnavailable { .. } | Internal(_) => Blame::Gateway,
+            // An upstream 4xx other than auth/rate-limit/timeout/not-found is the caller's request.
+            Upstream { status, .. } => match status {
+                401 | 404 | 408 | 429 => Blame::Upstream,
+                400..=499 => Blame::Client,
+                _ => Blame::Upstream,
+            },
+            UpstreamUnreachable { .. } | UpstreamTimeout { .. } | UpstreamProtocol { .. } => {
+                Blame::Upstream
+            }
+        }
+    }
+
+    /// Whether sending the same request again (to this or another deployment) could succeed.
+    pub fn retryable(&self) -> bool {
+        use GatewayError::*;
+        match self {
+            Upstream { status, .. } => matches!(status, 401 | 404 | 408 | 409 | 429 | 500..=599),
+            UpstreamUnreachable { .. } | UpstreamTimeout { .. } | UpstreamProtocol { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Seconds the upstream asked us to wait, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::Upstream { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// OpenAI's `error.type` for this error.
+    pub fn openai_type(&self) -> &str {
+        use GatewayError::*;
+        match self {
+            InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => {
+                "invalid_request_error"
+            }
+            PayloadTooLarge { .. } => "invalid_request_error",
+            ModelNotFound(_) | MethodNotAllowed(_) => "invalid_request_error",
+            RouteNotFound(_) => "not_found_error",
+            ModelUnavailable { .. } => "service_unavailable_error",
+            Unauthorized(_) => "auth_error",
+            Upstream {
+                error_type: Some(t),
+                ..
+            } => t,
+            Upstream { status, .. } => match status {
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                408 => "timeout_error",
+                429 => "rate_limit_error",
+                400..=499 => "invalid_request_error",
+                _ => "api_error",
+            },
+            UpstreamUnreachable { .. } | UpstreamProtocol { .. } => "api_connection_error",
+            UpstreamTimeout { .. } => "timeout_error",
+            Internal(_) => "internal_server_error",
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. } | GatewayError::Upstream { param, .. } => {
+                param.as_deref()
+            }
+            GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The machine-readable code: OpenAI's own for the few it names, else the status (as LiteLLM).
+    fn code(&self) -> String {
+        match self {
+            GatewayError::ModelNotFound(_) => "model_not_found".into(),
+            _ => self.status().as_u16().to_string(),
+        }
+    }
+
+    /// `{"error":{"message","type","param","code"}}`
+    pub fn openai_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.openai_type(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        })
+    }
+
+    /// `{"type":"error","error":{"type","message"}}`
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let kind = match self.status().as_u16() {
+            400 | 413 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        };
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": self.to_string()}})
+    }
+
+    /// Renders this error as a complete HTTP response in `dialect`.
+    pub fn into_response_in(self, dialect: Dialect) -> Response {
+        let body = match dialect {
+            Dialect::OpenAi => self.openai_body(),
+            Dialect::Anthropic => self.anthropic_body(),
+        };
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after() {
+            if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.into_response_in(Dialect::OpenAi)
+    }
+}
+
+pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_4xx_never_blames_upstream() {
+        let e = GatewayError::Upstream {
+            deployment: "d".into(),
+            status: 400,
+            message: "bad".into(),
+            error_type: None,
+            param: None,
+            retry_after: None,
+        };
+        assert_eq!(e.blame(), Blame::Client);
+        assert!(!e.retryable());
+        let e = GatewayError::Upstream {
+            deployment: "d".into(),
+            status: 429,
+            message: "slow down".into(),
+            error_type: None,
+            param: None,
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(e.blame(), Blame::Upstream);
+        assert!(e.retryable());
+        assert_eq!(e.openai_type(), "rate_limit_error");
+    }
+
+    #[test]
+    fn openai_shape_has_string_code() {
+        let body = GatewayError::MalformedJson("line 1 column 5".into()).openai_body();
+        assert_eq!(body["error"]["code"], "400");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column 5"));
+    }
+}

@@ -1,0 +1,15 @@
+//! switchyard: a local-first LLM gateway that speaks the OpenAI API and reads LiteLLM configs.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod mock;
+pub mod pipeline;
+pub mod providers;
+pub mod routing;
+pub mod telemetry;
+pub mod types;

@@ -1,0 +1,408 @@
+//! An OpenAI-shaped upstream of our own, for tests and benchmarks: chat (streaming and not),
+//! completions, embeddings and models, with injectable status, latency, hangs and stream cuts.
+//!
+//! Behaviour is set from a test with [`MockUpstream::set`], or over HTTP with
+//! `POST /__mock/behaviour` (a [`Behaviour`] as JSON) for scripts in other languages.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Behaviour {
+    /// Answer every call with this error status (until `fail_times` runs out, if set).
+    pub status: Option<u16>,
+    /// Only the next N calls fail with `status`; later calls succeed.
+    pub fail_times: Option<u32>,
+    pub error_message: Option<String>,
+    pub retry_after: Option<u64>,
+    /// Wait before the response head.
+    pub latency_ms: u64,
+    /// Never answer.
+    pub hang: bool,
+    /// Number of content chunks in a stream (default 3).
+    pub chunks: Option<usize>,
+    pub chunk_delay_ms: u64,
+    /// Break the connection after this many content chunks.
+    pub cut_after: Option<usize>,
+    /// End the stream cleanly after this many chunks but without `[DONE]`.
+    pub end_without_done_after: Option<usize>,
+    /// Fixed reply text; by default the reply echoes the last user message.
+    pub reply: Option<String>,
+    /// Keep the last requests for inspection (bounded).
+    pub record: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+const MAX_RECORDED: usize = 1000;
+
+#[derive(Default)]
+struct MockState {
+    behaviour: Mutex<Behaviour>,
+    recorded: Mutex<Vec<Recorded>>,
+    hits: AtomicU64,
+    name: String,
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockUpstream {
+    /// Starts on 127.0.0.1 with a free port.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_named("mock", "127.0.0.1:0".parse().expect("literal address")).await
+    }
+
+    pub async fn start_named(name: &str, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(MockState {
+            name: name.to_string(),
+            ..Default::default()
+        });
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(MockUpstream { addr, state, task })
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, what a config's `api_base` names.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn set(&self, b: Behaviour) {
+        *lock(&self.state.behaviour) = b;
+    }
+
+    /// Calls received on the API routes (not counting `/__mock`).
+    pub fn hits(&self) -> u64 {
+        self.state.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state.recorded).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn router_standalone(name: &str, b: Behaviour) -> Router {
+    let state = Arc::new(MockState {
+        name: name.to_string(),
+        behaviour: Mutex::new(b),
+        ..Default::default()
+    });
+    router(state)
+}
+
+fn router(state: Arc<MockState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/__mock/behaviour", post(set_behaviour))
+        .route("/__mock/stats", get(stats))
+        .with_state(state)
+}
+
+async fn set_behaviour(State(st): State<Arc<MockState>>, Json(b): Json<Behaviour>) -> StatusCode {
+    *lock(&st.behaviour) = b;
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {
+    Json(json!({"name": st.name, "hits": st.hits.load(Ordering::Relaxed)}))
+}
+
+async fn models(State(st): State<Arc<MockState>>) -> Json<Value> {
+    Json(
+        json!({"object": "list", "data": [{"id": format!("{}-model", st.name), "object": "model", "created": 0, "owned_by": "mock"}]}),
+    )
+}
+
+/// Common preamble: count, record, and decide whether to fail, hang or wait.
+async fn prelude(
+    st: &MockState,
+    path: &str,
+    headers: HeaderMap,
+    body: &Bytes,
+) -> Result<(Behaviour, Value), Response> {
+    st.hits.fetch_add(1, Ordering::Relaxed);
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err((StatusCode::BAD_REQUEST, Json(json!({"error": {"message": format!("mock: bad JSON: {e}"), "type": "invalid_request_error"}}))).into_response())
+        }
+    };
+    let b = {
+        let mut guard = lock(&st.behaviour);
+        let snapshot = guard.clone();
+        if snapshot.status.is_some() {
+            if let Some(n) = guard.fail_times.as_mut() {
+                if *n == 0 {
+                    guard.status = None;
+                } else {
+                    *n -= 1;
+                }
+            }
+        }
+        snapshot
+    };
+    if b.record.unwrap_or(true) {
+        let mut rec = lock(&st.recorded);
+        if rec.len() >= MAX_RECORDED {
+            rec.remove(0);
+        }
+        rec.push(Recorded {
+            path: path.to_string(),
+            headers,
+            body: parsed.clone(),
+        });
+    }
+    if b.hang {
+        std::future::pending::<()>().await;
+    }
+    if b.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(b.latency_ms)).await;
+    }
+    let failing = b.status.is_some() && b.fail_times != Some(0);
+    if let (true, Some(status)) = (failing, b.status) {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let msg = b
+            .error_message
+            .clone()
+            .unwrap_or_else(|| format!("mock {} failure", st.name));
+        let mut resp = (code, Json(json!({"error": {"message": msg, "type": "mock_error", "param": null, "code": status.to_string()}}))).into_response();
+        if let Some(ra) = b.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", ra.to_string().parse().expect("digits"));
+        }
+        return Err(resp);
+    }
+    Ok((b, parsed))
+}
+
+fn reply_text(b: &Behaviour, req: &Value) -> String {
+    if let Some(r) = &b.reply {
+        return r.clone();
+    }
+    let last_user = req["messages"]
+        .as_array()
+        .and_then(|ms| ms.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .or_else(|| req["prompt"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    format!("echo: {last_user}")
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count().max(1) as u64
+}
+
+fn prompt_tokens(req: &Value) -> u64 {
+    let text = req
+        .get("messages")
+        .or_else(|| req.get("prompt"))
+        .or_else(|| req.get("input"))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    words(&text)
+}
+
+async fn chat(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (b, req) = match prelude(&st, "/v1/chat/completions", headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let text = reply_text(&b, &req);
+    let model = req["model"].as_str().unwrap_or("mock").to_string();
+    let (pt, ct) = (prompt_tokens(&req), words(&text));
+    if req["stream"] == true {
+        let include_usage = req["stream_options"]["include_usage"] == true;
+        return stream(b, text, move |i, piece, last| {
+            if last {
+                let mut v = vec![
+                    json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+                ];
+                if include_usage {
+                    v.push(json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}}));
+                }
+                return v;
+            }
+            let delta = if i == 0 {
+                json!({"role": "assistant", "content": piece})
+            } else {
+                json!({"content": piece})
+            };
+            vec![
+                json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": null}]}),
+            ]
+        });
+    }
+    Json(json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+    }))
+    .into_response()
+}
+
+async fn completions(
+    State(st): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (b, req) = match prelude(&st, "/v1/completions", headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let text = reply_text(&b, &req);
+    let model = req["model"].as_str().unwrap_or("mock").to_string();
+    let (pt, ct) = (prompt_tokens(&req), words(&text));
+    if req["stream"] == true {
+        return stream(b, text, move |_, piece, last| {
+            let finish = if last { json!("stop") } else { Value::Null };
+            vec![
+                json!({"id": "cmpl-mock", "object": "text_completion", "created": 0, "model": model, "choices": [{"index": 0, "text": if last { "" } else { piece }, "finish_reason": finish, "logprobs": null}]}),
+            ]
+        });
+    }
+    Json(json!({
+        "id": "cmpl-mock", "object": "text_completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+    }))
+    .into_response()
+}
+
+async fn embeddings(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, req) = match prelude(&st, "/v1/embeddings", headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let inputs: Vec<String> = match &req["input"] {
+        Value::Array(a) => a.iter().map(|v| v.to_string()).collect(),
+        other => vec![other.to_string()],
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let seed = s
+                .bytes()
+                .fold(7u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
+            let v: Vec<f64> = (0..8)
+                .map(|k| ((seed.rotate_left(k * 4) % 1000) as f64) / 1000.0)
+                .collect();
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    let pt = prompt_tokens(&req);
+    Json(json!({"object": "list", "data": data, "model": req["model"], "usage": {"prompt_tokens": pt, "total_tokens": pt}})).into_response()
+}
+
+/// An SSE response: `make(i, piece, last)` builds the events for content piece `i`.
+fn stream(
+    b: Behaviour,
+    text: String,
+    make: impl Fn(usize, &str, bool) -> Vec<Value> + Send + 'static,
+) -> Response {
+    let n = b.chunks.unwrap_or(3).max(1);
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let per = words.len().div_ceil(n).max(1);
+    let pieces: Vec<String> = (0..n)
+        .map(|i| {
+            words
+                .iter()
+                .skip(i * per)
+                .take(per)
+                .copied()
+                .collect::<String>()
+        })
+        .collect();
+    let delay = Duration::from_millis(b.chunk_delay_ms);
+    let s = async_stream(pieces, delay, b.cut_after, b.end_without_done_after, make);
+    let mut resp = Response::new(Body::from_stream(s));
+    resp.headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("static"));
+    resp
+}
+
+fn async_stream(
+    pieces: Vec<String>,
+    delay: Duration,
+    cut_after: Option<usize>,
+    end_early: Option<usize>,
+    make: impl Fn(usize, &str, bool) -> Vec<Value> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let n = pieces.len();
+    futures_util::stream::unfold(0usize, move |i| {
+        let piece = pieces.get(i).cloned();
+        let events = if i < n {
+            make(i, piece.as_deref().unwrap_or(""), false)
+        } else {
+            make(i, "", true)
+        };
+        async move {
+            if i > n {
+                return None;
+            }
+            if cut_after == Some(i) {
+                return Some((
+                    Err(std::io::Error::other("mock: connection cut")),
+                    i + n + 2,
+                ));
+            }
+            if end_early == Some(i) {
+                return None;
+            }
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut out = String::new();
+            for e in events {
+                out.push_str("data: ");
+                out.push_str(&e.to_string());
+                out.push_str("\n\n");
+            }
+            if i == n {
+                out.push_str("data: [DONE]\n\n");
+            }
+            Some((Ok(Bytes::from(out)), i + 1))
+        }
+    })
+}

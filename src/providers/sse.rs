@@ -1,0 +1,158 @@
+//! Relaying an upstream server-sent-event stream to the client chunk by chunk, as it arrives.
+//!
+//! Nothing is buffered: each upstream chunk is handed on at once. The relay watches for the
+//! stream's end marker (`data: [DONE]`); if the upstream fails, stalls past the idle limit, or
+//! closes without the marker, the client gets an error event in its dialect instead of a stream
+//! that silently stops.
+
+use crate::error::{Dialect, GatewayError};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::time::Duration;
+
+const DONE: &[u8] = b"[DONE]";
+
+type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+struct State {
+    inner: Upstream,
+    /// Last bytes of the previous chunk, so a marker split across chunks is still seen.
+    tail: Vec<u8>,
+    done_seen: bool,
+    finished: bool,
+    idle: Duration,
+    deployment: String,
+    dialect: Dialect,
+    /// Dropped when the stream ends (client gone or upstream done): a seam for in-flight counts.
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+/// Wraps an upstream body. `idle` bounds the wait for each next chunk.
+pub fn relay(
+    upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    idle: Duration,
+    deployment: String,
+    dialect: Dialect,
+    guard: Option<Box<dyn Send + Sync>>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let state = State {
+        inner: Box::pin(upstream),
+        tail: Vec::with_capacity(DONE.len() * 2),
+        done_seen: false,
+        finished: false,
+        idle,
+        deployment,
+        dialect,
+        _guard: guard,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        let failure = match tokio::time::timeout(st.idle, st.inner.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                if !st.done_seen {
+                    st.done_seen = contains_done(&st.tail, &chunk);
+                    let keep = chunk.len().min(DONE.len());
+                    st.tail.clear();
+                    st.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+                }
+                return Some((Ok(chunk), st));
+            }
+            Ok(None) if st.done_seen || st.dialect == Dialect::Anthropic => return None,
+            Ok(None) => GatewayError::UpstreamProtocol {
+                deployment: st.deployment.clone(),
+                detail: "the upstream closed the stream before it finished".into(),
+            },
+            Ok(Some(Err(e))) => GatewayError::UpstreamUnreachable {
+                deployment: st.deployment.clone(),
+                detail: format!("the stream broke off: {e}"),
+            },
+            Err(_) => GatewayError::UpstreamTimeout {
+                deployment: st.deployment.clone(),
+                after: st.idle,
+            },
+        };
+        tracing::warn!(error = %failure, "stream ended with an error");
+        st.finished = true;
+        Some((Ok(error_event(&failure, st.dialect)), st))
+    })
+}
+
+fn contains_done(tail: &[u8], chunk: &[u8]) -> bool {
+    if chunk.windows(DONE.len()).any(|w| w == DONE) {
+        return true;
+    }
+    if tail.is_empty() {
+        return false;
+    }
+    let mut joined = Vec::with_capacity(tail.len() + DONE.len());
+    joined.extend_from_slice(tail);
+    joined.extend_from_slice(&chunk[..chunk.len().min(DONE.len())]);
+    joined.windows(DONE.len()).any(|w| w == DONE)
+}
+
+/// One SSE event carrying `err` in the dialect's stream error format.
+pub fn error_event(err: &GatewayError, dialect: Dialect) -> Bytes {
+    match dialect {
+        Dialect::OpenAi => Bytes::from(format!("data: {}\n\n", err.openai_body())),
+        Dialect::Anthropic => {
+            Bytes::from(format!("event: error\ndata: {}\n\n", err.anthropic_body()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_across_chunks() {
+        assert!(contains_done(b"", b"data: [DONE]\n\n"));
+        assert!(contains_done(b"a: [DO", b"NE]\n\n"));
+        assert!(!contains_done(b"abc", b"data: {}\n\n"));
+    }
+
+    #[tokio::test]
+    async fn cut_stream_ends_with_error_event() {
+        let chunks: Vec<Result<Bytes, reqwest::Error>> =
+            vec![Ok(Bytes::from_static(b"data: {\"a\":1}\n\n"))];
+        let s = relay(
+            futures_util::stream::iter(chunks),
+            Duration::from_secs(1),
+            "d".into(),
+            Dialect::OpenAi,
+            None,
+        );
+        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        assert_eq!(out.len(), 2);
+        let last = std::str::from_utf8(&out[1]).unwrap();
+        assert!(last.starts_with("data: {\"error\""), "{last}");
+        assert!(last.contains("before it finished"));
+    }
+
+    #[tokio::test]
+    async fn complete_stream_passes_untouched() {
+        let chunks: Vec<Result<Bytes, reqwest::Error>> = vec![
+            Ok(Bytes::from_static(b"data: {\"a\":1}\n\n")),
+            Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+        ];
+        let s = relay(
+            futures_util::stream::iter(chunks),
+            Duration::from_secs(1),
+            "d".into(),
+            Dialect::OpenAi,
+            None,
+        );
+        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        assert_eq!(
+            out,
+            vec![
+                Bytes::from_static(b"data: {\"a\":1}\n\n"),
+                Bytes::from_static(b"data: [DONE]\n\n")
+            ]
+        );
+    }
+}

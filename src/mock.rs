@@ -36,6 +36,8 @@ pub struct Behaviour {
     pub chunk_delay_ms: u64,
     /// Break the connection after this many content chunks.
     pub cut_after: Option<usize>,
+    /// Stop sending (but keep the connection open) after this many chunks.
+    pub stall_after: Option<usize>,
     /// End the stream cleanly after this many chunks but without `[DONE]`.
     pub end_without_done_after: Option<usize>,
     /// Fixed reply text; by default the reply echoes the last user message.
@@ -355,7 +357,12 @@ fn stream(
         })
         .collect();
     let delay = Duration::from_millis(b.chunk_delay_ms);
-    let s = async_stream(pieces, delay, b.cut_after, b.end_without_done_after, make);
+    let s = async_stream(
+        pieces,
+        delay,
+        [b.cut_after, b.end_without_done_after, b.stall_after],
+        make,
+    );
     let mut resp = Response::new(Body::from_stream(s));
     resp.headers_mut()
         .insert("content-type", "text/event-stream".parse().expect("static"));
@@ -365,8 +372,7 @@ fn stream(
 fn async_stream(
     pieces: Vec<String>,
     delay: Duration,
-    cut_after: Option<usize>,
-    end_early: Option<usize>,
+    [cut_after, end_early, stall_after]: [Option<usize>; 3],
     make: impl Fn(usize, &str, bool) -> Vec<Value> + Send + 'static,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let n = pieces.len();
@@ -389,6 +395,9 @@ fn async_stream(
             }
             if end_early == Some(i) {
                 return None;
+            }
+            if stall_after == Some(i) {
+                std::future::pending::<()>().await;
             }
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;

@@ -1,0 +1,97 @@
+//! Test harness: a gateway on 127.0.0.1:0 built from a config text, and helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use switchyard::app::AppState;
+use switchyard::config::Config;
+
+pub use switchyard::mock::{Behaviour, MockUpstream};
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway reachable")
+    }
+
+    pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions", body).await
+    }
+}
+
+/// Loads `yaml` (with `env` as the only environment) and serves it.
+pub async fn spawn_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("config: {e}"));
+    let state = AppState::new(config).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(switchyard::cli::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Gateway {
+        addr,
+        client: reqwest::Client::new(),
+        _dir: dir,
+        shutdown: Some(tx),
+    }
+}
+
+pub async fn spawn(yaml: &str) -> Gateway {
+    spawn_with_env(yaml, &[]).await
+}
+
+/// One `model_list` entry pointing at a mock.
+pub fn entry(model_name: &str, mock: &MockUpstream, extra: &str) -> String {
+    format!(
+        "  - model_name: {model_name}\n    litellm_params:\n      model: openai/up-{model_name}\n      api_base: {}\n      api_key: sk-upstream-secret\n{extra}",
+        mock.base_url()
+    )
+}
+
+pub fn user(content: &str) -> serde_json::Value {
+    serde_json::json!([{"role": "user", "content": content}])
+}
+
+/// Reads an SSE body into its `data:` payloads.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|ev| {
+            ev.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_string)
+        })
+        .collect()
+}

@@ -327,6 +327,11 @@ fn resolve(
         }
         None => {
             let known: Vec<&str> = Provider::ALL.iter().map(|p| p.prefix()).collect();
+            let hint = known
+                .iter()
+                .find(|k| edit_distance(k, &provider_name) <= 2)
+                .map(|k| format!(" (did you mean {k}/?)"))
+                .unwrap_or_default();
             let key = if custom_provider.is_some() {
                 "custom_llm_provider"
             } else {
@@ -335,7 +340,7 @@ fn resolve(
             p.error(
                 key,
                 format!(
-                    "unknown provider {provider_name:?} in {litellm_model:?}; known providers: {}",
+                    "unknown provider {provider_name:?} in {litellm_model:?}{hint}; known providers: {}",
                     known.join(", ")
                 ),
             );
@@ -363,6 +368,7 @@ fn resolve(
                 .filter(|s| !s.is_empty())
         })
         .or_else(|| spec.default_base.map(str::to_string));
+    // On a bad base the other fields are still read, so every error is reported at once.
     let api_base = match base {
         Some(b) => match normalise_base(&b, spec.ensure_v1) {
             Ok((norm, note)) => {
@@ -373,7 +379,7 @@ fn resolve(
             }
             Err(msg) => {
                 p.error("api_base", msg);
-                return None;
+                String::new()
             }
         },
         None => {
@@ -386,7 +392,7 @@ fn resolve(
                 "api_base",
                 format!("is required for {}/ deployments{hint}", spec.prefix),
             );
-            return None;
+            String::new()
         }
     };
 
@@ -585,12 +591,10 @@ fn model_info(map: Mapping, path: &str, errs: &mut Vec<(String, String)>) -> Mod
     }
 }
 
-/// A stable id from the params as written (less the key, so rotating a key keeps the id), in the
-/// spirit of LiteLLM's hash of `litellm_params`: dashboards keyed on it survive restarts.
+/// A stable id from the params as resolved, as LiteLLM hashes `litellm_params`: dashboards keyed
+/// on it survive restarts. The key is part of it, so two keys for one model are two deployments.
 fn stable_id(model_name: &str, params: &Mapping) -> String {
-    let mut params = params.clone();
-    params.remove("api_key");
-    let json = yaml_to_json(Value::Mapping(params));
+    let json = yaml_to_json(Value::Mapping(params.clone()));
     let mut h = Sha256::new();
     h.update(model_name.as_bytes());
     h.update([0]);
@@ -626,6 +630,22 @@ fn normalise_base(raw: &str, ensure_v1: bool) -> Result<(String, Option<String>)
         base.push_str("/v1");
     }
     Ok((base, note))
+}
+
+/// Levenshtein distance, for "did you mean" hints on short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 #[cfg(test)]

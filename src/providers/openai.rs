@@ -7,8 +7,10 @@
 use super::spec::Provider;
 use crate::config::Deployment;
 use crate::error::GatewayError;
-use crate::types::{ChatRequest, PassthroughRequest, GATEWAY_FIELDS};
+use crate::types::{ChatRequest, Message, PassthroughRequest, StreamOptions, GATEWAY_FIELDS};
 use bytes::Bytes;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// OpenAI parameters each provider's OpenAI-compatible endpoint rejects or ignores badly.
@@ -64,26 +66,75 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
     }
 }
 
-fn clean(dep: &Deployment, extra: &mut Map<String, Value>) {
-    for f in GATEWAY_FIELDS {
-        extra.remove(*f);
-    }
-    for (k, v) in &dep.defaults {
-        if !extra.contains_key(k) {
-            extra.insert(k.clone(), v.clone());
-        }
-    }
-    for p in &dep.additional_drop_params {
-        extra.remove(p);
-    }
-    if dep.drop_params {
-        for p in unsupported(dep.provider) {
-            extra.remove(*p);
-        }
+/// Fields the typed request structs carry themselves; never taken from `extra` or defaults.
+const TYPED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+];
+
+/// The client's extra fields plus the deployment's defaults, filtered while serialising so the
+/// request (messages, tools) is never copied.
+struct Extra<'a> {
+    dep: &'a Deployment,
+    own: &'a Map<String, Value>,
+}
+
+impl Extra<'_> {
+    fn keep(&self, k: &str) -> bool {
+        !TYPED.contains(&k)
+            && !GATEWAY_FIELDS.contains(&k)
+            && !self.dep.additional_drop_params.iter().any(|p| p == k)
+            && !(self.dep.drop_params && unsupported(self.dep.provider).contains(&k))
     }
 }
 
-fn to_bytes<T: serde::Serialize>(v: &T) -> Result<Bytes, GatewayError> {
+impl Serialize for Extra<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.own {
+            if self.keep(k) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        for (k, v) in &self.dep.defaults {
+            if !self.own.contains_key(k) && self.keep(k) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct ChatOut<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<&'a StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u64>,
+    #[serde(flatten)]
+    extra: Extra<'a>,
+}
+
+#[derive(Serialize)]
+struct PassthroughOut<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(flatten)]
+    extra: Extra<'a>,
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Result<Bytes, GatewayError> {
     serde_json::to_vec(v)
         .map(Bytes::from)
         .map_err(|e| GatewayError::Internal(format!("cannot encode the upstream request: {e}")))
@@ -91,44 +142,38 @@ fn to_bytes<T: serde::Serialize>(v: &T) -> Result<Bytes, GatewayError> {
 
 /// The `/chat/completions` body for `dep`.
 pub fn chat_body(dep: &Deployment, req: &ChatRequest) -> Result<Bytes, GatewayError> {
-    let mut req = req.clone();
-    req.model.clone_from(&dep.model);
-    // Typed fields take their deployment default only when the client left them out.
-    if req.max_tokens.is_none() {
-        req.max_tokens = dep.defaults.get("max_tokens").and_then(Value::as_u64);
-    }
-    if req.max_completion_tokens.is_none() {
-        req.max_completion_tokens = dep
-            .defaults
-            .get("max_completion_tokens")
-            .and_then(Value::as_u64);
-    }
-    clean(dep, &mut req.extra);
-    for typed in [
-        "max_tokens",
-        "max_completion_tokens",
-        "messages",
-        "model",
-        "stream",
-        "stream_options",
-    ] {
-        req.extra.remove(typed);
-    }
-    if req.stream != Some(true) {
-        req.stream_options = None;
-    }
-    if dep.drop_params && unsupported(dep.provider).contains(&"max_completion_tokens") {
-        req.max_completion_tokens = None;
-    }
-    to_bytes(&req)
+    let default_u64 = |k: &str| dep.defaults.get(k).and_then(Value::as_u64);
+    let dropped = |k: &str| dep.drop_params && unsupported(dep.provider).contains(&k);
+    let out = ChatOut {
+        model: &dep.model,
+        messages: &req.messages,
+        stream: req.stream,
+        // OpenAI refuses stream_options on a request that does not stream.
+        stream_options: req
+            .stream_options
+            .as_ref()
+            .filter(|_| req.stream == Some(true)),
+        max_tokens: req.max_tokens.or_else(|| default_u64("max_tokens")),
+        max_completion_tokens: req
+            .max_completion_tokens
+            .or_else(|| default_u64("max_completion_tokens"))
+            .filter(|_| !dropped("max_completion_tokens")),
+        extra: Extra {
+            dep,
+            own: &req.extra,
+        },
+    };
+    to_bytes(&out)
 }
 
 /// The `/completions` or `/embeddings` body for `dep`.
 pub fn passthrough_body(dep: &Deployment, req: &PassthroughRequest) -> Result<Bytes, GatewayError> {
-    let mut req = req.clone();
-    req.model.clone_from(&dep.model);
-    clean(dep, &mut req.extra);
-    req.extra.remove("model");
-    req.extra.remove("stream");
-    to_bytes(&req)
+    to_bytes(&PassthroughOut {
+        model: &dep.model,
+        stream: req.stream,
+        extra: Extra {
+            dep,
+            own: &req.extra,
+        },
+    })
 }

@@ -85,10 +85,9 @@ struct Extra<'a> {
 
 impl Extra<'_> {
     fn keep(&self, k: &str) -> bool {
-        !TYPED.contains(&k)
-            && !GATEWAY_FIELDS.contains(&k)
-            && !self.dep.additional_drop_params.iter().any(|p| p == k)
-            && !(self.dep.drop_params && unsupported(self.dep.provider).contains(&k))
+        let dropped = self.dep.additional_drop_params.iter().any(|p| p == k)
+            || (self.dep.drop_params && unsupported(self.dep.provider).contains(&k));
+        !(TYPED.contains(&k) || GATEWAY_FIELDS.contains(&k) || dropped)
     }
 }
 

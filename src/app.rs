@@ -12,7 +12,8 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::providers::Upstream;
-use crate::routing::ModelMap;
+use crate::routing::clock::{Clock, SystemClock};
+use crate::routing::{ModelMap, Router as RouteState};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -25,6 +26,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub struct AppState {
     pub config: Arc<Config>,
     pub models: ModelMap,
+    /// Live per-deployment state: in flight, latency, cooldowns, health.
+    pub router: RouteState,
     pub upstream: Upstream,
     pub auth: Auth,
     /// Unix seconds at start-up (the `created` of listed models).
@@ -33,10 +36,17 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config) -> Result<Arc<Self>, GatewayError> {
+        Self::with_clock(config, Arc::new(SystemClock::default()))
+    }
+
+    /// As `new`, with the routing clock given (tests move it by hand).
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, GatewayError> {
         let models = ModelMap::new(&config);
+        let router = RouteState::new(&config, clock);
         let auth = Auth::new(config.general.master_key.as_deref());
         Ok(Arc::new(AppState {
             models,
+            router,
             auth,
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()

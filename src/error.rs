@@ -82,9 +82,89 @@ pub enum GatewayError {
     #[error("{deployment}: upstream sent an unreadable response: {detail}")]
     UpstreamProtocol { deployment: String, detail: String },
 
+    #[error("No deployments available for selected model, Try again in {} seconds. Passed model={model}. cooldown_list={cooldown_list:?}", .retry_after.as_secs().max(1))]
+    NoDeployments {
+        model: String,
+        retry_after: Duration,
+        cooldown_list: Vec<String>,
+    },
+
+    #[error("{model}: the prompt (~{tokens} tokens) exceeds the context window of every deployment (largest {limit})")]
+    ContextWindowExceeded {
+        model: String,
+        tokens: u64,
+        limit: u64,
+    },
+
     #[error("{0}")]
     Internal(String),
 }
+
+/// LiteLLM's exception classes, which `retry_policy` and `allowed_fails_policy` are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    BadRequest,
+    Authentication,
+    Timeout,
+    RateLimit,
+    ContentPolicyViolation,
+    ContextWindowExceeded,
+    InternalServer,
+    ServiceUnavailable,
+    BadGateway,
+    NotFound,
+}
+
+impl ErrorClass {
+    pub fn retry_policy_key(self) -> &'static str {
+        use ErrorClass::*;
+        match self {
+            BadRequest | ContextWindowExceeded => "BadRequestErrorRetries",
+            Authentication => "AuthenticationErrorRetries",
+            Timeout => "TimeoutErrorRetries",
+            RateLimit => "RateLimitErrorRetries",
+            ContentPolicyViolation => "ContentPolicyViolationErrorRetries",
+            InternalServer | BadGateway => "InternalServerErrorRetries",
+            ServiceUnavailable => "ServiceUnavailableErrorRetries",
+            NotFound => "NotFoundErrorRetries",
+        }
+    }
+
+    pub fn allowed_fails_key(self) -> &'static str {
+        use ErrorClass::*;
+        match self {
+            BadRequest | ContextWindowExceeded => "BadRequestErrorAllowedFails",
+            Authentication => "AuthenticationErrorAllowedFails",
+            Timeout => "TimeoutErrorAllowedFails",
+            RateLimit => "RateLimitErrorAllowedFails",
+            ContentPolicyViolation => "ContentPolicyViolationErrorAllowedFails",
+            InternalServer => "InternalServerErrorAllowedFails",
+            ServiceUnavailable => "ServiceUnavailableErrorAllowedFails",
+            BadGateway => "BadGatewayErrorAllowedFails",
+            NotFound => "NotFoundErrorAllowedFails",
+        }
+    }
+}
+
+/// Phrases upstreams use when a prompt does not fit (OpenAI, vLLM, Anthropic, llama.cpp, TGI).
+const CONTEXT_WINDOW_PHRASES: &[&str] = &[
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "maximum context",
+    "prompt is too long",
+    "too many tokens",
+    "input is too long",
+    "exceeds the available context",
+    "reduce the length",
+];
+
+const CONTENT_POLICY_PHRASES: &[&str] = &[
+    "content_policy_violation",
+    "content management policy",
+    "content policy",
+    "safety system",
+];
 
 impl GatewayError {
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -111,6 +191,8 @@ impl GatewayError {
             ModelNotFound(_) | RouteNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ModelUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ContextWindowExceeded { .. } => StatusCode::BAD_REQUEST,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -131,8 +213,9 @@ impl GatewayError {
             | ModelNotFound(_)
             | RouteNotFound(_)
             | MethodNotAllowed(_)
-            | Unauthorized(_) => Blame::Client,
-            ModelUnavailable { .. } | Internal(_) => Blame::Gateway,
+            | Unauthorized(_)
+            | ContextWindowExceeded { .. } => Blame::Client,
+            ModelUnavailable { .. } | NoDeployments { .. } | Internal(_) => Blame::Gateway,
             // An upstream 4xx other than auth/rate-limit/timeout/not-found is the caller's request.
             Upstream { status, .. } => match status {
                 401 | 404 | 408 | 429 => Blame::Upstream,
@@ -155,11 +238,56 @@ impl GatewayError {
         }
     }
 
-    /// Seconds the upstream asked us to wait, when it said.
+    /// Seconds the upstream (or the router, when everything is cooling) asks callers to wait.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::Upstream { retry_after, .. } => *retry_after,
+            GatewayError::NoDeployments { retry_after, .. } => Some(*retry_after),
             _ => None,
+        }
+    }
+
+    /// The LiteLLM exception class, for retry and cooldown policies and fallback choice.
+    pub fn class(&self) -> ErrorClass {
+        use GatewayError::*;
+        let lower_has = |m: &str, phrases: &[&str]| {
+            let m = m.to_ascii_lowercase();
+            phrases.iter().any(|p| m.contains(p))
+        };
+        match self {
+            ContextWindowExceeded { .. } => ErrorClass::ContextWindowExceeded,
+            Upstream {
+                status,
+                message,
+                error_type,
+                ..
+            } => {
+                let text = format!("{message} {}", error_type.as_deref().unwrap_or(""));
+                match status {
+                    400 | 413 | 422 if lower_has(&text, CONTEXT_WINDOW_PHRASES) => {
+                        ErrorClass::ContextWindowExceeded
+                    }
+                    400 if lower_has(&text, CONTENT_POLICY_PHRASES) => {
+                        ErrorClass::ContentPolicyViolation
+                    }
+                    401 | 403 => ErrorClass::Authentication,
+                    404 => ErrorClass::NotFound,
+                    408 => ErrorClass::Timeout,
+                    429 => ErrorClass::RateLimit,
+                    502 => ErrorClass::BadGateway,
+                    503 | 529 => ErrorClass::ServiceUnavailable,
+                    500..=599 => ErrorClass::InternalServer,
+                    _ => ErrorClass::BadRequest,
+                }
+            }
+            UpstreamTimeout { .. } => ErrorClass::Timeout,
+            UpstreamUnreachable { .. } | UpstreamProtocol { .. } => ErrorClass::InternalServer,
+            NoDeployments { .. } => ErrorClass::RateLimit,
+            ModelUnavailable { .. } => ErrorClass::ServiceUnavailable,
+            Unauthorized(_) => ErrorClass::Authentication,
+            ModelNotFound(_) | RouteNotFound(_) => ErrorClass::NotFound,
+            Internal(_) => ErrorClass::InternalServer,
+            _ => ErrorClass::BadRequest,
         }
     }
 
@@ -174,6 +302,8 @@ impl GatewayError {
             ModelNotFound(_) | MethodNotAllowed(_) => "invalid_request_error",
             RouteNotFound(_) => "not_found_error",
             ModelUnavailable { .. } => "service_unavailable_error",
+            NoDeployments { .. } => "rate_limit_error",
+            ContextWindowExceeded { .. } => "invalid_request_error",
             Unauthorized(_) => "auth_error",
             Upstream {
                 error_type: Some(t),
@@ -208,6 +338,7 @@ impl GatewayError {
     fn code(&self) -> String {
         match self {
             GatewayError::ModelNotFound(_) => "model_not_found".into(),
+            GatewayError::ContextWindowExceeded { .. } => "context_length_exceeded".into(),
             _ => self.status().as_u16().to_string(),
         }
     }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod mock;
 pub mod pipeline;
 pub mod providers;

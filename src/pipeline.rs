@@ -1,23 +1,31 @@
 //! A request's flow, as one readable function, independent of HTTP:
 //!
-//! 1. resolve the model to its group (`routing`);
-//! 2. pick a deployment (`routing::balance`), frame the body for its wire (`providers`);
-//! 3. send it with the deployment's timeout; on a retryable failure try another deployment at
-//!    once, or the same one after a backoff (honouring `Retry-After`), up to `num_retries`;
-//! 4. hand back the body (whole, or as a relay stream) with what the response headers report.
+//! 1. resolve the model to its group (`routing::ModelMap`);
+//! 2. keep the deployments that may serve now (`Router::eligible`: not cooling, healthy, fits)
+//!    and pick one by the routing strategy (`routing::balance`);
+//! 3. frame the body for its wire (`providers`) and send it under the deployment's timeout; a
+//!    stream counts as started only once its first chunk arrived, so a stream that fails before
+//!    that is retried like any other failure;
+//! 4. on failure: record it (cooldowns), retry (another deployment at once when one is left,
+//!    else the same after a backoff honouring `Retry-After`) up to the retry policy, then move to
+//!    the fallback groups;
+//! 5. hand back the body (whole, or as a relay stream) with what the response headers report.
 //!
-//! Limits, cache and the spend record slot in before step 1 and after step 4.
+//! Limits, cache and the spend record slot in before step 1 and after step 5.
 
 use crate::app::AppState;
-use crate::config::Deployment;
-use crate::error::{Dialect, GatewayError};
+use crate::config::{Deployment, Strategy};
+use crate::error::{Dialect, ErrorClass, GatewayError};
 use crate::providers::{openai, sse};
-use crate::routing::balance;
-use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest};
+use crate::routing::state::InFlight;
+use crate::routing::{balance, cooldown, fallback, Group};
+use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One call to make: a chat request, or a completions/embeddings body passed through.
 pub enum Call {
@@ -26,7 +34,7 @@ pub enum Call {
 }
 
 impl Call {
-    fn model(&self) -> &str {
+    pub fn model(&self) -> &str {
         match self {
             Call::Chat(r) => &r.model,
             Call::Passthrough(_, r) => &r.model,
@@ -47,11 +55,28 @@ impl Call {
         }
     }
 
-    fn extra(&self) -> &serde_json::Map<String, serde_json::Value> {
+    fn extra(&self) -> &serde_json::Map<String, Value> {
         match self {
             Call::Chat(r) => &r.extra,
             Call::Passthrough(_, r) => &r.extra,
         }
+    }
+
+    /// A rough prompt size (4 characters a token) for context-window and tpm checks.
+    fn estimated_tokens(&self) -> u64 {
+        let chars: usize = match self {
+            Call::Chat(r) => r
+                .messages
+                .iter()
+                .map(|m| match &m.content {
+                    Some(Value::String(s)) => s.len(),
+                    Some(other) => other.to_string().len(),
+                    None => 0,
+                } + 16)
+                .sum(),
+            Call::Passthrough(_, r) => r.extra.get("prompt").or_else(|| r.extra.get("input")).map_or(0, |v| v.to_string().len()),
+        };
+        (chars / 4) as u64 + 1
     }
 
     fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, &'d str), GatewayError> {
@@ -78,14 +103,62 @@ pub enum Payload {
 pub struct Outcome {
     pub deployment: Arc<Deployment>,
     pub payload: Payload,
-    /// Time spent waiting on the upstream (head, plus body when not streaming).
+    /// Time spent waiting on upstreams (heads, plus bodies when not streaming).
     pub upstream_time: Duration,
     pub retries: u32,
+    pub fallbacks: u32,
     pub content_type: Option<http::HeaderValue>,
 }
 
 const INITIAL_RETRY_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(8);
+
+/// Per-request routing options read from the body (LiteLLM's extras).
+struct Options {
+    num_retries: Option<u32>,
+    fallbacks: Option<Vec<String>>,
+    disable_fallbacks: bool,
+    mock_response: Option<String>,
+    mock_fail_first_group: bool,
+}
+
+impl Options {
+    fn from(extra: &serde_json::Map<String, Value>) -> Self {
+        let fallbacks = extra.get("fallbacks").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(|v| {
+                    v.as_str()
+                        .or_else(|| v.get("model").and_then(Value::as_str))
+                })
+                .map(str::to_string)
+                .collect()
+        });
+        Options {
+            num_retries: extra
+                .get("num_retries")
+                .and_then(Value::as_u64)
+                .map(|n| n as u32),
+            fallbacks,
+            disable_fallbacks: extra
+                .get("disable_fallbacks")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            mock_response: extra
+                .get("mock_response")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            mock_fail_first_group: extra
+                .get("mock_testing_fallbacks")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+}
+
+struct Tally {
+    retries: u32,
+    upstream_time: Duration,
+}
 
 pub async fn run(
     state: &AppState,
@@ -93,133 +166,336 @@ pub async fn run(
     request_id: &str,
     dialect: Dialect,
 ) -> Result<Outcome, GatewayError> {
-    let group = state.models.resolve(call.model(), call.endpoint())?.clone();
-    let stream = call.is_stream();
-    let requested_timeout = body_timeout(call.extra());
-    let router = &state.config.router;
-    let num_retries = call
-        .extra()
-        .get("num_retries")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(router.num_retries as u64) as u32;
+    let endpoint = call.endpoint();
+    let first = state.models.resolve(call.model(), endpoint)?.clone();
+    let opts = Options::from(call.extra());
+    let settings = &state.config.router;
+    let mut tally = Tally {
+        retries: 0,
+        upstream_time: Duration::ZERO,
+    };
 
-    let mut tried: Vec<usize> = Vec::new();
-    let mut retries = 0u32;
-    let mut upstream_time = Duration::ZERO;
-    loop {
-        let fresh = balance::pick(&group.deployments, &tried);
-        let same_again = fresh.is_none();
-        let dep = match fresh {
-            Some(d) => d,
-            // Every deployment was tried: retry within the group from the start.
-            None => match balance::pick(&group.deployments, &[]) {
-                Some(d) => d,
-                None => {
-                    return Err(GatewayError::ModelUnavailable {
-                        model: group.name.clone(),
-                        reason: "the group has no deployments".into(),
-                    })
-                }
-            },
+    let mut err = match try_group(
+        state,
+        &call,
+        &first,
+        &opts,
+        request_id,
+        dialect,
+        &mut tally,
+        opts.mock_fail_first_group,
+    )
+    .await
+    {
+        Ok(o) => return Ok(finish(o, &tally, 0)),
+        Err(e) => e,
+    };
+    if opts.disable_fallbacks {
+        return Err(err);
+    }
+    // Fallbacks: client-blamed failures (a bad parameter) would fail anywhere, except the two
+    // that another model may well accept.
+    let class = err.class();
+    let worth_it = err.blame() != crate::error::Blame::Client
+        || matches!(
+            class,
+            ErrorClass::ContextWindowExceeded | ErrorClass::ContentPolicyViolation
+        );
+    if !worth_it {
+        return Err(err);
+    }
+    let targets = opts
+        .fallbacks
+        .clone()
+        .unwrap_or_else(|| fallback::targets(settings, &first.name, class));
+    let mut used = 0u32;
+    for target in targets
+        .iter()
+        .filter(|t| **t != first.name)
+        .take(settings.max_fallbacks)
+    {
+        let Some(group) = state.models.group(target).cloned() else {
+            tracing::warn!(request_id, fallback = %target, "fallback names an unknown model group; skipped");
+            continue;
         };
-        let timeout = requested_timeout
-            .or(if stream {
-                dep.stream_timeout.or(router.stream_timeout)
-            } else {
-                None
+        used += 1;
+        tracing::info!(request_id, from = %first.name, to = %group.name, error = %err, "falling back");
+        match try_group(
+            state, &call, &group, &opts, request_id, dialect, &mut tally, false,
+        )
+        .await
+        {
+            Ok(o) => return Ok(finish(o, &tally, used)),
+            Err(e) => err = e,
+        }
+    }
+    Err(err)
+}
+
+fn finish(mut o: Outcome, tally: &Tally, fallbacks: u32) -> Outcome {
+    o.retries = tally.retries;
+    o.upstream_time = tally.upstream_time;
+    o.fallbacks = fallbacks;
+    o
+}
+
+/// Tries one model group with retries; the error is the last attempt's.
+#[allow(clippy::too_many_arguments)]
+async fn try_group(
+    state: &AppState,
+    call: &Call,
+    group: &Arc<Group>,
+    opts: &Options,
+    request_id: &str,
+    dialect: Dialect,
+    tally: &mut Tally,
+    mock_fail: bool,
+) -> Result<Outcome, GatewayError> {
+    let settings = &state.config.router;
+    let router = &state.router;
+    let est_tokens = call.estimated_tokens();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut retries_here = 0u32;
+    loop {
+        let eligible = router.eligible(settings, group, &tried, est_tokens)?;
+        let (dep, _) = balance::pick(
+            settings.routing_strategy,
+            settings.lowest_latency_buffer,
+            &eligible.candidates,
+            router.now_ms(),
+        )
+        .ok_or_else(|| GatewayError::ModelUnavailable {
+            model: group.name.clone(),
+            reason: "the group has no deployments".into(),
+        })?;
+        let dep = dep.clone();
+        let dep_state = Arc::clone(router.state(&dep));
+        drop(eligible);
+
+        dep_state.start(router.now_ms(), est_tokens);
+        let guard = InFlight(dep_state.clone());
+        let started = Instant::now();
+        let result = if mock_fail {
+            Err(GatewayError::Upstream {
+                deployment: dep.label(),
+                status: 500,
+                message: "mock_testing_fallbacks: this deployment was made to fail".into(),
+                error_type: None,
+                param: None,
+                retry_after: None,
             })
-            .or(dep.timeout)
-            .unwrap_or(router.timeout);
-        let (body, url) = call.body_for(&dep)?;
-        let attempt = attempt(state, &dep, url, body, timeout, stream, request_id, dialect).await;
-        match attempt {
-            Ok(mut outcome) => {
-                outcome.upstream_time += upstream_time;
-                outcome.retries = retries;
+        } else if let Some(text) = opts.mock_response.as_ref().or(dep.mock_response.as_ref()) {
+            Ok(mock_outcome(&dep, call, text, dialect))
+        } else {
+            attempt(state, call, &dep, guard, request_id, dialect).await
+        };
+        let spent = started.elapsed();
+        tally.upstream_time += spent;
+        let err = match result {
+            Ok(outcome) => {
+                dep_state.record_latency(spent.as_micros() as u64);
                 return Ok(outcome);
             }
-            Err((err, spent)) => {
-                upstream_time += spent;
-                let allowed = dep.num_retries.map(|n| n as u32).unwrap_or(num_retries);
-                if !err.retryable() || retries >= allowed {
-                    return Err(err);
-                }
-                tracing::debug!(request_id, deployment = %dep.label(), error = %err, "retrying");
-                retries += 1;
-                if same_again {
-                    let backoff = INITIAL_RETRY_DELAY
-                        .saturating_mul(1 << (retries - 1).min(8))
-                        .min(MAX_RETRY_DELAY);
-                    let wait = err.retry_after().map_or(backoff, |ra| ra.max(backoff));
-                    if wait > MAX_RETRY_DELAY * 4 {
-                        return Err(err);
-                    }
-                    tokio::time::sleep(wait).await;
-                    tried.clear();
-                }
-                tried.push(dep.index);
+            Err(e) => e,
+        };
+        if matches!(err, GatewayError::UpstreamTimeout { .. }) {
+            // A timeout is the worst latency there is (LiteLLM records a 1000 s penalty).
+            dep_state.record_latency(spent.as_micros().max(1_000_000) as u64 * 10);
+        }
+        cooldown::on_failure(
+            settings,
+            &dep,
+            &dep_state,
+            group.deployments.len(),
+            &err,
+            router.now_ms(),
+        );
+        tried.push(dep.index);
+
+        let class = err.class();
+        let allowed = opts
+            .num_retries
+            .or_else(|| settings.retry_policy.get(class.retry_policy_key()).copied())
+            .or_else(|| settings.retry_policy.get("DefaultRetries").copied())
+            .or(dep.num_retries.map(|n| n as u32))
+            .unwrap_or(settings.num_retries);
+        // LiteLLM goes straight to fallbacks for these.
+        let skip = !err.retryable()
+            || fallback::has_specific(settings, &group.name, class)
+            || class == ErrorClass::NotFound
+            || (class == ErrorClass::Authentication && group.deployments.len() == 1)
+            || mock_fail;
+        if skip || retries_here >= allowed {
+            return Err(err);
+        }
+        retries_here += 1;
+        tally.retries += 1;
+        tracing::debug!(request_id, deployment = %dep.label(), error = %err, "retrying");
+        // Immediate when another deployment is ready; else back off before the same ones again.
+        let another = router
+            .eligible(settings, group, &tried, est_tokens)
+            .map(|e| e.fresh)
+            .unwrap_or(false);
+        if !another {
+            let backoff = INITIAL_RETRY_DELAY
+                .saturating_mul(1 << (retries_here - 1).min(8))
+                .min(MAX_RETRY_DELAY);
+            let wait = err
+                .retry_after()
+                .map_or(backoff, |ra| ra.max(backoff))
+                .max(settings.retry_after);
+            if wait > MAX_RETRY_DELAY * 4 {
+                return Err(err);
             }
+            tokio::time::sleep(wait).await;
+            tried.clear();
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
     state: &AppState,
+    call: &Call,
     dep: &Arc<Deployment>,
-    url: &str,
-    body: Bytes,
-    timeout: Duration,
-    stream: bool,
+    guard: InFlight,
     request_id: &str,
     dialect: Dialect,
-) -> Result<Outcome, (GatewayError, Duration)> {
-    let started = std::time::Instant::now();
+) -> Result<Outcome, GatewayError> {
+    let settings = &state.config.router;
+    let stream = call.is_stream();
+    let timeout = body_timeout(call.extra())
+        .or(if stream {
+            dep.stream_timeout.or(settings.stream_timeout)
+        } else {
+            None
+        })
+        .or(dep.timeout)
+        .unwrap_or(settings.timeout);
+    let (body, url) = call.body_for(dep)?;
+    let started = Instant::now();
     let reply = state
         .upstream
         .post(dep, url, body, timeout, request_id)
-        .await
-        .map_err(|e| (e, started.elapsed()))?;
+        .await?;
     let content_type = reply
         .response
         .headers()
         .get(http::header::CONTENT_TYPE)
         .cloned();
     let payload = if stream {
-        let relay = sse::relay(
-            reply.response.bytes_stream(),
-            timeout,
-            dep.label(),
-            dialect,
-            None,
-        );
+        // The stream is committed only once its first chunk is here: until then, a failure can
+        // still go to another deployment without the client seeing anything.
+        let mut upstream = reply.response.bytes_stream();
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let first = match tokio::time::timeout(remaining, upstream.next()).await {
+            Err(_) => {
+                return Err(GatewayError::UpstreamTimeout {
+                    deployment: dep.label(),
+                    after: timeout,
+                })
+            }
+            Ok(None) => {
+                return Err(GatewayError::UpstreamProtocol {
+                    deployment: dep.label(),
+                    detail: "the stream closed before its first event".into(),
+                })
+            }
+            Ok(Some(Err(e))) => return Err(crate::providers::transport_error(dep, e, timeout)),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let rest = futures_util::stream::once(async move { Ok(first) }).chain(upstream);
+        let relay = sse::relay(rest, timeout, dep.label(), dialect, Some(Box::new(guard)));
         Payload::Stream(Body::from_stream(relay))
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);
-        match tokio::time::timeout(remaining, reply.response.bytes()).await {
-            Ok(Ok(b)) => Payload::Full(b),
-            Ok(Err(e)) => {
-                return Err((
-                    crate::providers::transport_error(dep, e, timeout),
-                    started.elapsed(),
-                ))
-            }
+        let bytes = match tokio::time::timeout(remaining, reply.response.bytes()).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(crate::providers::transport_error(dep, e, timeout)),
             Err(_) => {
-                return Err((
-                    GatewayError::UpstreamTimeout {
-                        deployment: dep.label(),
-                        after: timeout,
-                    },
-                    started.elapsed(),
-                ))
+                return Err(GatewayError::UpstreamTimeout {
+                    deployment: dep.label(),
+                    after: timeout,
+                })
+            }
+        };
+        if state.config.router.routing_strategy == Strategy::UsageBased {
+            if let Some(u) = usage_of(&bytes) {
+                state.router.state(dep).add_tokens(u.completion_tokens);
             }
         }
+        drop(guard);
+        Payload::Full(bytes)
     };
     Ok(Outcome {
         deployment: dep.clone(),
         payload,
         upstream_time: started.elapsed(),
         retries: 0,
+        fallbacks: 0,
         content_type,
     })
+}
+
+fn usage_of(body: &[u8]) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct WithUsage {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<WithUsage>(body).ok()?.usage
+}
+
+/// LiteLLM's `mock_response`: a canned answer in the endpoint's shape, no upstream call.
+fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect) -> Outcome {
+    let model = dep.model.as_str();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tokens = (text.len() / 4) as u64 + 1;
+    let chat = matches!(call, Call::Chat(_));
+    let payload = if call.is_stream() {
+        let (object, first) = if chat {
+            (
+                "chat.completion.chunk",
+                serde_json::json!({"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}),
+            )
+        } else {
+            (
+                "text_completion",
+                serde_json::json!({"index": 0, "text": text, "finish_reason": null}),
+            )
+        };
+        let last = if chat {
+            serde_json::json!({"index": 0, "delta": {}, "finish_reason": "stop"})
+        } else {
+            serde_json::json!({"index": 0, "text": "", "finish_reason": "stop"})
+        };
+        let mut out = String::new();
+        for choice in [first, last] {
+            let ev = serde_json::json!({"id": "chatcmpl-mock", "object": object, "created": created, "model": model, "choices": [choice]});
+            out.push_str(&format!("data: {ev}\n\n"));
+        }
+        out.push_str("data: [DONE]\n\n");
+        let _ = dialect;
+        Payload::Stream(Body::from(out))
+    } else {
+        let body = if chat {
+            serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": call.estimated_tokens(), "completion_tokens": tokens, "total_tokens": call.estimated_tokens() + tokens}})
+        } else {
+            serde_json::json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": call.estimated_tokens(), "completion_tokens": tokens, "total_tokens": call.estimated_tokens() + tokens}})
+        };
+        Payload::Full(Bytes::from(body.to_string()))
+    };
+    Outcome {
+        deployment: dep.clone(),
+        payload,
+        upstream_time: Duration::ZERO,
+        retries: 0,
+        fallbacks: 0,
+        content_type: None,
+    }
 }

@@ -76,7 +76,7 @@ async fn params_pass_through_defaults_apply_and_gateway_fields_are_stripped() {
             "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
             "response_format": {"type": "json_object"}, "logprobs": true,
             "api_base": "http://evil.example", "api_key": "sk-stolen", "metadata": {"tags": ["a"]},
-            "mock_testing_fallbacks": true
+            "disable_fallbacks": true, "num_retries": 0
         }))
         .await;
     assert_eq!(resp.status(), 200);
@@ -93,7 +93,13 @@ async fn params_pass_through_defaults_apply_and_gateway_fields_are_stripped() {
     assert_eq!(b["tools"][0]["function"]["name"], "f");
     assert_eq!(b["response_format"]["type"], "json_object");
     assert_eq!(b["logprobs"], true);
-    for stripped in ["api_base", "api_key", "metadata", "mock_testing_fallbacks"] {
+    for stripped in [
+        "api_base",
+        "api_key",
+        "metadata",
+        "disable_fallbacks",
+        "num_retries",
+    ] {
         assert!(
             b.get(stripped).is_none(),
             "{stripped} must not reach the upstream"

@@ -165,10 +165,9 @@ fn build_request(client: &reqwest::Client, args: &Args) -> Result<reqwest::Reque
 async fn wait_ready(client: reqwest::Client, request: reqwest::Request, args: &Args) -> ExitCode {
     let started = Instant::now();
     let give_up = started + Duration::from_secs_f64(args.ready_timeout);
-    let mut last_err = String::from("no attempt");
     loop {
         let req = request.try_clone().expect("static body clones");
-        match client.execute(req).await {
+        let last_err = match client.execute(req).await {
             Ok(resp) if resp.status().as_u16() == 200 => {
                 let _ = resp.bytes().await;
                 let ms = match args.since_ns {
@@ -184,9 +183,9 @@ async fn wait_ready(client: reqwest::Client, request: reqwest::Request, args: &A
                 println!("{ms:.1}");
                 return ExitCode::SUCCESS;
             }
-            Ok(resp) => last_err = format!("status {}", resp.status()),
-            Err(e) => last_err = e.to_string(),
-        }
+            Ok(resp) => format!("status {}", resp.status()),
+            Err(e) => e.to_string(),
+        };
         if Instant::now() >= give_up {
             eprintln!(
                 "error: {} not ready after {}s: {last_err}",
@@ -279,11 +278,13 @@ async fn load(client: reqwest::Client, request: reqwest::Request, args: &Args) -
 
     let n = all.lat_us.len() as u64;
     let rps = if window > 0.0 { n as f64 / window } else { 0.0 };
-    let mean = if n > 0 {
-        all.lat_us.iter().map(|&v| u64::from(v)).sum::<u64>() / n
-    } else {
-        0
-    };
+    let mean = all
+        .lat_us
+        .iter()
+        .map(|&v| u64::from(v))
+        .sum::<u64>()
+        .checked_div(n)
+        .unwrap_or(0);
     let p = |v: &[u32], q: f64| percentile(v, q);
     if args.json {
         let ttft = |q: f64| {

@@ -75,6 +75,8 @@ pub struct Deployment {
     pub cooldown_time: Option<f64>,
     pub drop_params: bool,
     pub additional_drop_params: Vec<String>,
+    /// LiteLLM's `mock_response`: answer with this text and call nothing.
+    pub mock_response: Option<String>,
     pub costs: CostOverrides,
     /// Params forwarded upstream as defaults (a request's own value wins).
     pub defaults: serde_json::Map<String, serde_json::Value>,
@@ -101,6 +103,36 @@ impl Deployment {
             Some(m) => m.clone(),
             None if self.provider == Provider::TextCompletionOpenAi => Mode::Completion,
             None => Mode::Chat,
+        }
+    }
+
+    /// The built-in price/context entry for this deployment's model (`base_model` first).
+    pub fn price(&self) -> Option<&'static crate::ledger::prices::Price> {
+        let name = self.model_info.base_model.as_deref().unwrap_or(&self.model);
+        crate::ledger::prices::lookup(name, self.provider.prefix())
+    }
+
+    /// The context window: `model_info.max_input_tokens`, else the price table's.
+    pub fn max_input_tokens(&self) -> Option<u64> {
+        self.model_info
+            .max_input_tokens
+            .or_else(|| self.price().and_then(|p| p.max_input_tokens))
+    }
+
+    /// USD per input and output token for cost-based routing: the overrides, else the table,
+    /// else 0 for a local deployment, else LiteLLM's $1 for an unknown model.
+    pub fn unit_cost(&self) -> f64 {
+        let c = &self.costs;
+        if c.input_cost_per_token.is_some() || c.output_cost_per_token.is_some() {
+            return c.input_cost_per_token.unwrap_or(0.0) + c.output_cost_per_token.unwrap_or(0.0);
+        }
+        if let Some(p) = self.price().filter(|p| p.input_cost_per_token.is_some()) {
+            return p.input_cost_per_token.unwrap_or(0.0) + p.output_cost_per_token.unwrap_or(0.0);
+        }
+        if self.is_local() {
+            0.0
+        } else {
+            1.0
         }
     }
 
@@ -416,6 +448,7 @@ fn resolve(
     let cooldown_time = p.non_negative("cooldown_time");
     let drop_params = p.bool("drop_params").unwrap_or(litellm.drop_params);
     let additional_drop_params = p.string_list("additional_drop_params").unwrap_or_default();
+    let mock_response = p.string("mock_response");
     let costs = CostOverrides {
         input_cost_per_token: p.non_negative("input_cost_per_token"),
         output_cost_per_token: p.non_negative("output_cost_per_token"),
@@ -551,6 +584,7 @@ fn resolve(
         cooldown_time,
         drop_params,
         additional_drop_params,
+        mock_response,
         costs,
         defaults,
         model_info,

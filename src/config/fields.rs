@@ -25,6 +25,10 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub fn errors_mut(&mut self) -> &mut Vec<(String, String)> {
+        self.errors
+    }
+
     pub fn path_of(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()

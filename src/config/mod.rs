@@ -12,7 +12,7 @@ mod settings;
 pub mod source;
 
 pub use deployment::{Deployment, DisabledDeployment, Mode, ModelInfo};
-pub use settings::{Alias, GeneralSettings, LitellmSettings, RouterSettings};
+pub use settings::{Alias, GeneralSettings, LitellmSettings, RouterSettings, Strategy};
 
 use interpolate::{Env, ProcessEnv};
 use serde_yaml::Value;

@@ -12,9 +12,111 @@ const DEFAULT_REQUEST_TIMEOUT: f64 = 6000.0;
 const DEFAULT_NUM_RETRIES: u32 = 2;
 /// Default request body limit when `max_request_size_mb` is not set.
 const DEFAULT_MAX_REQUEST_MB: f64 = 32.0;
+/// LiteLLM's defaults for cooldown seconds and fallback depth.
+const DEFAULT_COOLDOWN_SECS: f64 = 5.0;
+const DEFAULT_MAX_FALLBACKS: usize = 5;
+/// LiteLLM's default interval between background health checks (seconds).
+const DEFAULT_HEALTH_CHECK_INTERVAL: f64 = 300.0;
+
+/// `allowed_fails_policy` keys, as LiteLLM names them.
+pub const ALLOWED_FAILS_KEYS: &[&str] = &[
+    "BadRequestErrorAllowedFails",
+    "AuthenticationErrorAllowedFails",
+    "TimeoutErrorAllowedFails",
+    "RateLimitErrorAllowedFails",
+    "ContentPolicyViolationErrorAllowedFails",
+    "InternalServerErrorAllowedFails",
+    "ServiceUnavailableErrorAllowedFails",
+    "BadGatewayErrorAllowedFails",
+    "NotFoundErrorAllowedFails",
+];
+
+/// `retry_policy` keys, as LiteLLM names them.
+pub const RETRY_POLICY_KEYS: &[&str] = &[
+    "BadRequestErrorRetries",
+    "AuthenticationErrorRetries",
+    "TimeoutErrorRetries",
+    "RateLimitErrorRetries",
+    "ContentPolicyViolationErrorRetries",
+    "InternalServerErrorRetries",
+    "ServiceUnavailableErrorRetries",
+    "NotFoundErrorRetries",
+    "DefaultRetries",
+];
+
+/// A map of LiteLLM error-class keys to counts; unknown keys are errors.
+fn count_map(f: &mut Fields, key: &str, known: &[&str]) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
+    let Some(m) = f.mapping(key) else { return out };
+    let path = f.path_of(key);
+    let mut inner = Fields::new(m, path, f.errors_mut());
+    for k in known {
+        if let Some(n) = inner.u64(k) {
+            out.insert(k.to_string(), n as u32);
+        }
+    }
+    let (unknown, _) = inner.rest();
+    for p in unknown {
+        f.errors_mut().push((
+            p,
+            format!("unknown key; expected one of {}", known.join(", ")),
+        ));
+    }
+    out
+}
+
+/// `[{group: [fallback, ...]}, ...]` (a single mapping is accepted too).
+fn fallback_list(f: &mut Fields, key: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Some(v) = f.take(key) else { return out };
+    let maps: Vec<Value> = match v {
+        Value::Sequence(s) => s,
+        m @ Value::Mapping(_) => vec![m],
+        other => {
+            f.error(
+                key,
+                format!(
+                    "expected a list of {{model_group: [fallbacks]}}, found {}",
+                    super::source::kind(&other)
+                ),
+            );
+            return out;
+        }
+    };
+    for (i, item) in maps.into_iter().enumerate() {
+        let Value::Mapping(m) = item else {
+            f.error(
+                &format!("{key}[{i}]"),
+                "expected {model_group: [fallbacks]}",
+            );
+            continue;
+        };
+        for (k, v) in m {
+            let Some(group) = scalar_string(&k) else {
+                continue;
+            };
+            let targets = match v {
+                Value::Sequence(s) => s.iter().filter_map(scalar_string).collect(),
+                Value::String(s) => vec![s],
+                _ => {
+                    f.error(
+                        &format!("{key}[{i}].{group}"),
+                        "expected a list of model groups",
+                    );
+                    continue;
+                }
+            };
+            out.push((group, targets));
+        }
+    }
+    out
+}
 
 #[derive(Debug, Clone)]
 pub struct LitellmSettings {
+    /// Router keys LiteLLM also accepts here (`fallbacks`, `cooldown_time`, ...);
+    /// `router_settings` wins where both are set.
+    pub router_keys: Mapping,
     pub drop_params: bool,
     pub num_retries: u32,
     pub request_timeout: Duration,
@@ -31,21 +133,65 @@ pub struct Alias {
 
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
-    pub routing_strategy: String,
+    pub routing_strategy: Strategy,
     pub model_group_alias: HashMap<String, Alias>,
     pub num_retries: u32,
     pub timeout: Duration,
     pub stream_timeout: Option<Duration>,
+    /// Seconds a failing deployment sits out (LiteLLM's default 5).
+    pub cooldown_time: Duration,
+    pub disable_cooldowns: bool,
+    /// `None` = LiteLLM's default policy (see `routing::cooldown`).
+    pub allowed_fails: Option<u32>,
+    pub allowed_fails_policy: HashMap<String, u32>,
+    pub retry_policy: HashMap<String, u32>,
+    /// Minimum wait before retrying the same deployment.
+    pub retry_after: Duration,
+    pub fallbacks: Vec<(String, Vec<String>)>,
+    pub context_window_fallbacks: Vec<(String, Vec<String>)>,
+    pub content_policy_fallbacks: Vec<(String, Vec<String>)>,
+    pub default_fallbacks: Vec<String>,
+    pub max_fallbacks: usize,
+    pub enable_pre_call_checks: bool,
+    /// latency-based-routing: pick among deployments within (1 + buffer) x the lowest latency.
+    pub lowest_latency_buffer: f64,
     /// Keys read by the router's later stages, kept as written.
     pub rest: Mapping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    SimpleShuffle,
+    LeastBusy,
+    LatencyBased,
+    UsageBased,
+    CostBased,
 }
 
 #[derive(Debug, Clone)]
 pub struct GeneralSettings {
     pub master_key: Option<String>,
     pub max_request_size_bytes: usize,
+    pub background_health_checks: bool,
+    pub health_check_interval: Duration,
     pub rest: Mapping,
 }
+
+/// Keys that configure the router but that LiteLLM also reads from `litellm_settings`.
+const ROUTER_KEYS_IN_LITELLM: &[&str] = &[
+    "fallbacks",
+    "default_fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "allowed_fails",
+    "allowed_fails_policy",
+    "cooldown_time",
+    "disable_cooldowns",
+    "retry_policy",
+    "retry_after",
+    "max_fallbacks",
+    "enable_pre_call_checks",
+];
 
 /// Strategies LiteLLM documents; a value outside this list is an error.
 pub const ROUTING_STRATEGIES: &[&str] = &[
@@ -70,6 +216,12 @@ pub fn litellm(
     warnings: &mut Vec<String>,
 ) -> LitellmSettings {
     let mut f = Fields::new(map, "litellm_settings", errs);
+    let mut router_keys = Mapping::new();
+    for k in ROUTER_KEYS_IN_LITELLM {
+        if let Some(v) = f.take(k) {
+            router_keys.insert(Value::String(k.to_string()), v);
+        }
+    }
     let drop_params = f.bool("drop_params").unwrap_or(false);
     let num_retries = f
         .u64("num_retries")
@@ -88,6 +240,7 @@ pub fn litellm(
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     LitellmSettings {
+        router_keys,
         drop_params,
         num_retries,
         request_timeout,
@@ -102,17 +255,28 @@ pub fn router(
     errs: &mut Vec<(String, String)>,
     warnings: &mut Vec<String>,
 ) -> RouterSettings {
+    // litellm_settings' router keys count where router_settings does not set them.
+    let mut map = map;
+    for (k, v) in &litellm.router_keys {
+        if !map.contains_key(k) {
+            map.insert(k.clone(), v.clone());
+        }
+    }
     let mut f = Fields::new(map, "router_settings", errs);
-    let routing_strategy = match f.string("routing_strategy") {
-        Some(s) if ROUTING_STRATEGIES.contains(&s.as_str()) => {
-            if s != "simple-shuffle" {
-                warnings.push(format!(
-                    "router_settings.routing_strategy: {s:?} is not implemented yet; using simple-shuffle"
-                ));
-            }
-            s
+    let routing_strategy = match f.string("routing_strategy").as_deref() {
+        None | Some("simple-shuffle") => Strategy::SimpleShuffle,
+        Some("least-busy") => Strategy::LeastBusy,
+        Some("latency-based-routing") => Strategy::LatencyBased,
+        Some("usage-based-routing") | Some("usage-based-routing-v2") => Strategy::UsageBased,
+        Some("cost-based-routing") => Strategy::CostBased,
+        Some(s @ "provider-budget-routing") => {
+            warnings.push(format!(
+                "router_settings.routing_strategy: {s:?} is not implemented yet; using simple-shuffle"
+            ));
+            Strategy::SimpleShuffle
         }
         Some(s) => {
+            let s = s.to_string();
             f.error(
                 "routing_strategy",
                 format!(
@@ -120,9 +284,8 @@ pub fn router(
                     ROUTING_STRATEGIES.join(", ")
                 ),
             );
-            s
+            Strategy::SimpleShuffle
         }
-        None => "simple-shuffle".into(),
     };
     let mut model_group_alias = HashMap::new();
     if let Some(m) = f.mapping("model_group_alias") {
@@ -165,6 +328,33 @@ pub fn router(
         .unwrap_or(litellm.num_retries);
     let timeout = f.seconds("timeout").unwrap_or(litellm.request_timeout);
     let stream_timeout = f.seconds("stream_timeout");
+    let cooldown_time = Duration::from_secs_f64(
+        f.non_negative("cooldown_time")
+            .unwrap_or(DEFAULT_COOLDOWN_SECS),
+    );
+    let disable_cooldowns = f.bool("disable_cooldowns").unwrap_or(false);
+    let allowed_fails = f.u64("allowed_fails").map(|n| n as u32);
+    let allowed_fails_policy = count_map(&mut f, "allowed_fails_policy", ALLOWED_FAILS_KEYS);
+    let retry_policy = count_map(&mut f, "retry_policy", RETRY_POLICY_KEYS);
+    let retry_after = Duration::from_secs_f64(f.non_negative("retry_after").unwrap_or(0.0));
+    let fallbacks = fallback_list(&mut f, "fallbacks");
+    let context_window_fallbacks = fallback_list(&mut f, "context_window_fallbacks");
+    let content_policy_fallbacks = fallback_list(&mut f, "content_policy_fallbacks");
+    let default_fallbacks = f.string_list("default_fallbacks").unwrap_or_default();
+    let max_fallbacks = f
+        .u64("max_fallbacks")
+        .map(|n| n as usize)
+        .unwrap_or(DEFAULT_MAX_FALLBACKS);
+    let enable_pre_call_checks = f.bool("enable_pre_call_checks").unwrap_or(false);
+    let mut lowest_latency_buffer = 0.0;
+    if let Some(args) = f.mapping("routing_strategy_args") {
+        let mut a = Fields::new(args, f.path_of("routing_strategy_args"), f.errors_mut());
+        lowest_latency_buffer = a.non_negative("lowest_latency_buffer").unwrap_or(0.0);
+        a.take("ttl");
+        a.take("max_latency_list_size");
+        let (paths, _) = a.rest();
+        not_implemented(paths, warnings);
+    }
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     RouterSettings {
@@ -173,6 +363,19 @@ pub fn router(
         num_retries,
         timeout,
         stream_timeout,
+        cooldown_time,
+        disable_cooldowns,
+        allowed_fails,
+        allowed_fails_policy,
+        retry_policy,
+        retry_after,
+        fallbacks,
+        context_window_fallbacks,
+        content_policy_fallbacks,
+        default_fallbacks,
+        max_fallbacks,
+        enable_pre_call_checks,
+        lowest_latency_buffer,
         rest,
     }
 }
@@ -193,11 +396,17 @@ pub fn general(
         .non_negative("max_request_size_mb")
         .unwrap_or(DEFAULT_MAX_REQUEST_MB);
     let max_request_size_bytes = ((mb * 1024.0 * 1024.0) as usize).max(1024);
+    let background_health_checks = f.bool("background_health_checks").unwrap_or(false);
+    let health_check_interval = f
+        .seconds("health_check_interval")
+        .unwrap_or(Duration::from_secs_f64(DEFAULT_HEALTH_CHECK_INTERVAL));
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
         master_key,
         max_request_size_bytes,
+        background_health_checks,
+        health_check_interval,
         rest,
     }
 }

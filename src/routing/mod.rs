@@ -4,12 +4,20 @@
 //! `balance` picks a deployment. Cooldowns, fallbacks and local-first routing plug in here.
 
 pub mod balance;
+pub mod clock;
+pub mod cooldown;
+pub mod fallback;
+pub mod state;
 
-use crate::config::{Config, Deployment, Mode};
+use crate::config::{Config, Deployment, Mode, RouterSettings, Strategy};
 use crate::error::GatewayError;
 use crate::types::Endpoint;
+use balance::Candidate;
+use clock::Clock;
+use state::DeploymentState;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Deployments sharing a `model_name`.
 #[derive(Debug)]
@@ -122,6 +130,127 @@ impl ModelMap {
             route: endpoint.route(),
             model: model.to_string(),
             available: self.public_names(),
+        })
+    }
+}
+
+/// Live routing state for every deployment, indexed by its `model_list` position.
+#[derive(Debug)]
+pub struct Router {
+    pub clock: Arc<dyn Clock>,
+    states: Vec<Arc<DeploymentState>>,
+}
+
+/// The deployments a request may go to now, and whether they are all untried.
+pub struct Eligible<'a> {
+    pub candidates: Vec<Candidate<'a>>,
+    pub fresh: bool,
+}
+
+impl Router {
+    pub fn new(config: &Config, clock: Arc<dyn Clock>) -> Self {
+        let n = config
+            .deployments
+            .iter()
+            .map(|d| d.index + 1)
+            .max()
+            .unwrap_or(0);
+        Router {
+            clock,
+            states: (0..n)
+                .map(|_| Arc::new(DeploymentState::default()))
+                .collect(),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn state(&self, dep: &Deployment) -> &Arc<DeploymentState> {
+        &self.states[dep.index]
+    }
+
+    /// Filters a group down to what may serve this request now: not cooling, healthy when any is,
+    /// within its context window (with pre-call checks) and its rpm/tpm (for the strategies that
+    /// respect them), untried if possible.
+    pub fn eligible<'a>(
+        &'a self,
+        settings: &RouterSettings,
+        group: &'a Group,
+        tried: &[usize],
+        est_tokens: u64,
+    ) -> Result<Eligible<'a>, GatewayError> {
+        let now = self.now_ms();
+        let all: Vec<Candidate<'a>> = group
+            .deployments
+            .iter()
+            .map(|d| (d, self.state(d).as_ref()))
+            .collect();
+        let mut live: Vec<Candidate<'a>> = all
+            .iter()
+            .copied()
+            .filter(|(_, s)| !s.is_cooled(now))
+            .collect();
+        if live.is_empty() {
+            let soonest = all
+                .iter()
+                .map(|(_, s)| s.cooled_until_ms.load(std::sync::atomic::Ordering::Relaxed))
+                .min()
+                .unwrap_or(now);
+            return Err(GatewayError::NoDeployments {
+                model: group.name.clone(),
+                retry_after: Duration::from_millis(soonest.saturating_sub(now)),
+                cooldown_list: all.iter().map(|(d, _)| d.id.clone()).collect(),
+            });
+        }
+        if live.iter().any(|(_, s)| s.is_healthy()) {
+            live.retain(|(_, s)| s.is_healthy());
+        }
+        if settings.enable_pre_call_checks {
+            let largest = live.iter().filter_map(|(d, _)| d.max_input_tokens()).max();
+            live.retain(|(d, _)| d.max_input_tokens().is_none_or(|m| est_tokens <= m));
+            if live.is_empty() {
+                return Err(GatewayError::ContextWindowExceeded {
+                    model: group.name.clone(),
+                    tokens: est_tokens,
+                    limit: largest.unwrap_or(0),
+                });
+            }
+        }
+        if matches!(
+            settings.routing_strategy,
+            Strategy::UsageBased | Strategy::LatencyBased
+        ) {
+            let before = live.len();
+            live.retain(|(d, s)| {
+                d.rpm.is_none_or(|r| s.requests_this_minute(now) < r)
+                    && d.tpm
+                        .is_none_or(|t| s.tokens_this_minute(now) + est_tokens <= t)
+            });
+            if live.is_empty() && before > 0 {
+                return Err(GatewayError::NoDeployments {
+                    model: group.name.clone(),
+                    retry_after: Duration::from_millis(60_000 - now % 60_000),
+                    cooldown_list: vec![],
+                });
+            }
+        }
+        let untried: Vec<Candidate<'a>> = live
+            .iter()
+            .copied()
+            .filter(|(d, _)| !tried.contains(&d.index))
+            .collect();
+        Ok(if untried.is_empty() {
+            Eligible {
+                candidates: live,
+                fresh: false,
+            }
+        } else {
+            Eligible {
+                candidates: untried,
+                fresh: true,
+            }
         })
     }
 }

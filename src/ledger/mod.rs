@@ -1,0 +1,3 @@
+//! What requests cost. The price table is here; spend records and budgets join it.
+
+pub mod prices;

@@ -82,6 +82,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/liveness", get(api::health::liveliness))
         .route("/health/readiness", get(api::health::readiness))
         .route("/health", get(api::health::health))
+        .route("/model/info", get(api::admin::model_info))
+        .route("/v1/model/info", get(api::admin::model_info))
         .route("/", get(api::health::root));
     openai
         .merge(health)

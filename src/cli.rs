@@ -126,6 +126,17 @@ pub fn describe(config: &Config) -> String {
             );
         }
     }
+    for w in &config.wildcards {
+        let providers: Vec<&str> = w.templates.iter().map(|t| t.provider.prefix()).collect();
+        let _ = writeln!(
+            out,
+            "  wildcard {} -> {} (model_list[{}]; providers: {})",
+            w.pattern,
+            w.model_pattern,
+            w.index,
+            providers.join(", ")
+        );
+    }
     for (alias, a) in &config.router.model_group_alias {
         let _ = writeln!(
             out,
@@ -169,9 +180,20 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app::router(state))
+    use axum::serve::ListenerExt;
+    let background = crate::routing::health::spawn_background(state.clone());
+    // Each SSE chunk is its own small write: without TCP_NODELAY, Nagle's algorithm holds every
+    // chunk after the first until the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, app::router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if let Some(task) = background {
+        task.abort();
+    }
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

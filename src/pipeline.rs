@@ -167,7 +167,7 @@ pub async fn run(
     dialect: Dialect,
 ) -> Result<Outcome, GatewayError> {
     let endpoint = call.endpoint();
-    let first = state.models.resolve(call.model(), endpoint)?.clone();
+    let first = state.models.resolve(call.model(), endpoint)?;
     let opts = Options::from(call.extra());
     let settings = &state.config.router;
     let mut tally = Tally {
@@ -214,7 +214,7 @@ pub async fn run(
         .filter(|t| **t != first.name)
         .take(settings.max_fallbacks)
     {
-        let Some(group) = state.models.group(target).cloned() else {
+        let Some(group) = state.models.group(target) else {
             tracing::warn!(request_id, fallback = %target, "fallback names an unknown model group; skipped");
             continue;
         };

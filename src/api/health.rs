@@ -2,18 +2,14 @@
 //! which calls every deployment.
 
 use crate::app::AppState;
-use crate::config::{Deployment, Mode};
+use crate::config::Deployment;
 use crate::error::GatewayError;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
-
-const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn liveliness() -> Json<&'static str> {
     Json("I'm alive!")
@@ -61,8 +57,7 @@ pub async fn health(
         .filter(|d| q.model.as_deref().is_none_or(|m| m == d.model_name))
         .cloned()
         .collect();
-    let checks = deps.iter().map(|d| check(&state, d));
-    let results = futures_util::future::join_all(checks).await;
+    let results = crate::routing::health::probe_all(&state, &deps).await;
     let (mut healthy, mut unhealthy) = (vec![], vec![]);
     for (d, r) in deps.iter().zip(results) {
         let mut entry = serde_json::json!({
@@ -86,43 +81,4 @@ pub async fn health(
         "unhealthy_endpoints": unhealthy,
     }))
     .into_response()
-}
-
-async fn check(state: &AppState, d: &Deployment) -> Result<(), GatewayError> {
-    let (url, body) = match d.mode() {
-        Mode::Embedding => (
-            &d.embeddings_url,
-            serde_json::json!({"model": d.model, "input": "ping"}),
-        ),
-        Mode::Completion => (
-            &d.completions_url,
-            serde_json::json!({"model": d.model, "prompt": "ping", "max_tokens": 1}),
-        ),
-        _ => (
-            &d.chat_url,
-            serde_json::json!({"model": d.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
-        ),
-    };
-    let timeout = d
-        .timeout
-        .unwrap_or(HEALTH_CHECK_TIMEOUT)
-        .min(HEALTH_CHECK_TIMEOUT);
-    let reply = state
-        .upstream
-        .post(
-            d,
-            url,
-            Bytes::from(body.to_string()),
-            timeout,
-            "health-check",
-        )
-        .await?;
-    tokio::time::timeout(timeout, reply.response.bytes())
-        .await
-        .map_err(|_| GatewayError::UpstreamTimeout {
-            deployment: d.label(),
-            after: timeout,
-        })?
-        .map_err(|e| crate::providers::transport_error(d, e, timeout))?;
-    Ok(())
 }

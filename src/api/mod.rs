@@ -1,5 +1,6 @@
 //! The dialects at the edge: parse the wire format, call the pipeline, write the answer.
 
+pub mod admin;
 pub mod health;
 pub mod openai;
 

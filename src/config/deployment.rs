@@ -49,7 +49,7 @@ pub struct CostOverrides {
     pub cache_creation_input_token_cost: Option<f64>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Deployment {
     /// Position in the merged `model_list`.
     pub index: usize,
@@ -87,6 +87,20 @@ pub struct Deployment {
     pub completions_url: String,
     pub embeddings_url: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Made from a wildcard entry for one requested model: never cooled down (as LiteLLM).
+    pub wildcard: bool,
+}
+
+/// A `model_list` entry whose `model_name` or model has `*`: deployments are made per
+/// requested name from its templates (one per provider it can reach).
+#[derive(Debug, Clone)]
+pub struct Wildcard {
+    pub index: usize,
+    /// The public pattern, e.g. `openai/*` or `*`.
+    pub pattern: String,
+    /// `litellm_params.model` as written, e.g. `openai/*`.
+    pub model_pattern: String,
+    pub templates: Vec<Arc<Deployment>>,
 }
 
 impl Deployment {
@@ -242,9 +256,10 @@ pub fn resolve_all(
     errs: &mut Vec<(String, String)>,
     warnings: &mut Vec<String>,
     file_of: &dyn Fn(&str) -> PathBuf,
-) -> (Vec<Arc<Deployment>>, Vec<DisabledDeployment>) {
+) -> (Vec<Arc<Deployment>>, Vec<DisabledDeployment>, Vec<Wildcard>) {
     let mut ok = Vec::new();
     let mut disabled = Vec::new();
+    let mut wildcards = Vec::new();
     let mut seen_ids = std::collections::HashMap::new();
     for (i, entry) in models.into_iter().enumerate() {
         let path = format!("model_list[{i}]");
@@ -255,6 +270,38 @@ pub fn resolve_all(
             ));
             continue;
         };
+        if let Some((pattern, model_pattern)) = wildcard_of(&map) {
+            let bare = !model_pattern.contains('/');
+            let variants: Vec<Mapping> = if bare {
+                // `model: "*"`: one template per provider reachable with this environment.
+                Provider::ALL
+                    .iter()
+                    .filter(|p| p.is_served())
+                    .map(|p| with_model(&map, &format!("{}/*", p.prefix())))
+                    .collect()
+            } else {
+                vec![map]
+            };
+            let mut templates = Vec::new();
+            for v in variants {
+                let (mut scratch_errs, mut scratch_warn) = (Vec::new(), Vec::new());
+                let (e, w) = if bare {
+                    (&mut scratch_errs, &mut scratch_warn)
+                } else {
+                    (&mut *errs, &mut *warnings)
+                };
+                if let Some(Ok(d)) = resolve(i, v, &path, env, litellm, e, w, file_of(&path)) {
+                    templates.push(Arc::new(d));
+                }
+            }
+            wildcards.push(Wildcard {
+                index: i,
+                pattern,
+                model_pattern,
+                templates,
+            });
+            continue;
+        }
         match resolve(i, map, &path, env, litellm, errs, warnings, file_of(&path)) {
             Some(Ok(d)) => {
                 if let Some(prev) = seen_ids.insert(d.id.clone(), i) {
@@ -269,7 +316,49 @@ pub fn resolve_all(
             None => {}
         }
     }
-    (ok, disabled)
+    (ok, disabled, wildcards)
+}
+
+/// `(model_name, litellm_params.model)` when either has a `*`.
+fn wildcard_of(map: &Mapping) -> Option<(String, String)> {
+    let name = map.get("model_name").and_then(scalar_string)?;
+    let model = map
+        .get("litellm_params")?
+        .get("model")
+        .and_then(scalar_string)?;
+    (name.contains('*') || model.contains('*')).then_some((name, model))
+}
+
+fn with_model(map: &Mapping, model: &str) -> Mapping {
+    let mut m = map.clone();
+    if let Some(Value::Mapping(p)) = m.get_mut("litellm_params") {
+        p.insert(Value::String("model".into()), Value::String(model.into()));
+    }
+    m
+}
+
+/// The concrete deployment of `template` for one requested name and upstream model id.
+pub fn concretize(template: &Deployment, requested: &str, upstream_model: &str) -> Deployment {
+    let mut d = template.clone();
+    let star = format!("/deployments/{}/", template.model);
+    let concrete = format!("/deployments/{upstream_model}/");
+    for url in [
+        &mut d.chat_url,
+        &mut d.completions_url,
+        &mut d.embeddings_url,
+    ] {
+        *url = url.replace(&star, &concrete);
+    }
+    d.model = upstream_model.to_string();
+    d.litellm_model = format!("{}/{upstream_model}", template.provider.prefix());
+    d.model_name = requested.to_string();
+    let mut h = Sha256::new();
+    h.update(template.id.as_bytes());
+    h.update([0]);
+    h.update(upstream_model.as_bytes());
+    d.id = hex::encode(h.finalize());
+    d.wildcard = true;
+    d
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -349,14 +438,6 @@ fn resolve(
                 reason: format!("provider {provider_name:?} is not supported by switchyard yet"),
             }));
         }
-        None if provider_name == "*" || upstream_model.contains('*') => {
-            return Some(Err(DisabledDeployment {
-                index,
-                model_name,
-                litellm_model,
-                reason: "wildcard deployments are not served yet".into(),
-            }));
-        }
         None => {
             let known: Vec<&str> = Provider::ALL.iter().map(|p| p.prefix()).collect();
             let hint = known
@@ -380,14 +461,7 @@ fn resolve(
         }
     };
     let spec = provider.spec();
-    if upstream_model.contains('*') || model_name.contains('*') {
-        return Some(Err(DisabledDeployment {
-            index,
-            model_name,
-            litellm_model,
-            reason: "wildcard deployments are not served yet".into(),
-        }));
-    }
+    let wildcard = upstream_model.contains('*') || model_name.contains('*');
 
     // Base URL: as written, else the provider's env variable, else its public default.
     let explicit_base = p.string("api_base").filter(|s| !s.trim().is_empty());
@@ -593,6 +667,7 @@ fn resolve(
         completions_url,
         embeddings_url,
         headers,
+        wildcard,
     }))
 }
 

@@ -11,7 +11,7 @@ pub mod interpolate;
 mod settings;
 pub mod source;
 
-pub use deployment::{Deployment, DisabledDeployment, Mode, ModelInfo};
+pub use deployment::{concretize, Deployment, DisabledDeployment, Mode, ModelInfo, Wildcard};
 pub use settings::{Alias, GeneralSettings, LitellmSettings, RouterSettings, Strategy};
 
 use interpolate::{Env, ProcessEnv};
@@ -81,6 +81,8 @@ pub struct Config {
     pub deployments: Vec<Arc<Deployment>>,
     /// Deployments that loaded but cannot serve (missing key, provider not served), with why.
     pub disabled: Vec<DisabledDeployment>,
+    /// Wildcard entries (`openai/*`, `*`), matched when no exact name or alias does.
+    pub wildcards: Vec<Wildcard>,
     pub litellm: LitellmSettings,
     pub router: RouterSettings,
     pub general: GeneralSettings,
@@ -187,7 +189,7 @@ impl Config {
                 vec![]
             }
         };
-        let (deployments, disabled) =
+        let (deployments, disabled, wildcards) =
             deployment::resolve_all(models, &env, &litellm, &mut errs, &mut warnings, &file_of);
 
         for (k, _) in root {
@@ -205,6 +207,7 @@ impl Config {
             path: path.to_path_buf(),
             deployments,
             disabled,
+            wildcards,
             litellm,
             router,
             general,

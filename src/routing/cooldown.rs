@@ -31,7 +31,7 @@ pub fn on_failure(
     err: &GatewayError,
     now_ms: u64,
 ) -> Option<Duration> {
-    if err.blame() != Blame::Upstream || settings.disable_cooldowns {
+    if err.blame() != Blame::Upstream || settings.disable_cooldowns || dep.wildcard {
         return None;
     }
     let duration = match (dep.cooldown_time, err.retry_after()) {

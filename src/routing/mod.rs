@@ -7,16 +7,18 @@ pub mod balance;
 pub mod clock;
 pub mod cooldown;
 pub mod fallback;
+pub mod health;
 pub mod state;
 
-use crate::config::{Config, Deployment, Mode, RouterSettings, Strategy};
+use crate::config::{concretize, Config, Deployment, Mode, RouterSettings, Strategy, Wildcard};
 use crate::error::GatewayError;
+use crate::providers::spec::infer_provider;
 use crate::types::Endpoint;
 use balance::Candidate;
 use clock::Clock;
 use state::DeploymentState;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Deployments sharing a `model_name`.
@@ -35,6 +37,34 @@ pub struct ModelMap {
     aliases: HashMap<String, (String, bool)>,
     /// Names whose every deployment is disabled, with the reasons.
     disabled: HashMap<String, Vec<String>>,
+    /// Wildcard entries, most specific pattern first.
+    wildcards: Vec<Wildcard>,
+    /// Groups made from wildcards, by requested name (bounded; exact names never look here).
+    made: RwLock<HashMap<String, Arc<Group>>>,
+}
+
+/// Most wildcard-made groups kept; past it the cache starts over.
+const MAX_MADE_GROUPS: usize = 4096;
+
+/// Matches `name` against a `*` pattern, returning what each `*` stood for.
+fn glob(pattern: &str, name: &str) -> Option<Vec<String>> {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return (pattern == name).then(Vec::new);
+    }
+    let mut rest = name.strip_prefix(first)?;
+    let mut caps = Vec::new();
+    for mid in &parts[1..parts.len() - 1] {
+        let at = rest.find(mid)?;
+        caps.push(rest[..at].to_string());
+        rest = &rest[at + mid.len()..];
+    }
+    if rest.len() < last.len() || !rest.ends_with(last) {
+        return None;
+    }
+    caps.push(rest[..rest.len() - last.len()].to_string());
+    Some(caps)
 }
 
 impl ModelMap {
@@ -73,11 +103,16 @@ impl ModelMap {
                 (name, Arc::new(g))
             })
             .collect();
+        let mut wildcards = config.wildcards.clone();
+        wildcards
+            .sort_by_key(|w| std::cmp::Reverse(w.pattern.chars().filter(|c| *c != '*').count()));
         ModelMap {
             groups,
             order,
             aliases,
             disabled,
+            wildcards,
+            made: RwLock::new(HashMap::new()),
         }
     }
 
@@ -100,15 +135,76 @@ impl ModelMap {
         names
     }
 
-    pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
-        self.groups.get(name).or_else(|| {
-            let (target, _) = self.aliases.get(name)?;
-            self.groups.get(target)
-        })
+    /// The group for a name: exact, then alias, then the first matching wildcard.
+    pub fn group(&self, name: &str) -> Option<Arc<Group>> {
+        if let Some(g) = self.groups.get(name) {
+            return Some(g.clone());
+        }
+        if let Some(g) = self
+            .aliases
+            .get(name)
+            .and_then(|(target, _)| self.groups.get(target))
+        {
+            return Some(g.clone());
+        }
+        if self.wildcards.is_empty() {
+            return None;
+        }
+        if let Some(g) = self.made.read().ok().and_then(|m| m.get(name).cloned()) {
+            return Some(g);
+        }
+        let g = Arc::new(self.make_from_wildcard(name)?);
+        if let Ok(mut m) = self.made.write() {
+            if m.len() >= MAX_MADE_GROUPS {
+                m.clear();
+            }
+            m.insert(name.to_string(), g.clone());
+        }
+        Some(g)
+    }
+
+    fn make_from_wildcard(&self, name: &str) -> Option<Group> {
+        for w in &self.wildcards {
+            let Some(caps) = glob(&w.pattern, name) else {
+                continue;
+            };
+            // The backend model: the pattern's model with each `*` replaced by what it matched
+            // (a bare `*` model takes the whole requested name).
+            let mut target = String::new();
+            let mut caps_iter = caps.iter();
+            let whole = name.to_string();
+            for (i, part) in w.model_pattern.split('*').enumerate() {
+                if i > 0 {
+                    target.push_str(caps_iter.next().unwrap_or(&whole));
+                }
+                target.push_str(part);
+            }
+            if w.model_pattern == "*" {
+                target = name.to_string();
+            }
+            let (prefix, upstream) = match target.split_once('/') {
+                Some((p, rest)) if w.templates.iter().any(|t| t.provider.prefix() == p) => {
+                    (p.to_string(), rest.to_string())
+                }
+                _ => (
+                    infer_provider(&target).unwrap_or("").to_string(),
+                    target.clone(),
+                ),
+            };
+            let Some(t) = w.templates.iter().find(|t| t.provider.prefix() == prefix) else {
+                continue;
+            };
+            let d = concretize(t, name, &upstream);
+            return Some(Group {
+                name: name.to_string(),
+                deployments: vec![Arc::new(d)],
+            });
+        }
+        None
     }
 
     /// Resolves a requested model for an endpoint, or says precisely why it cannot.
-    pub fn resolve(&self, model: &str, endpoint: Endpoint) -> Result<&Arc<Group>, GatewayError> {
+    pub fn resolve(&self, model: &str, endpoint: Endpoint) -> Result<Arc<Group>, GatewayError> {
         if let Some(g) = self.group(model) {
             if endpoint == Endpoint::Chat
                 && g.deployments.iter().all(|d| d.mode() == Mode::Completion)

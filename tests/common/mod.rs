@@ -44,6 +44,22 @@ impl Gateway {
 
 /// Loads `yaml` (with `env` as the only environment) and serves it.
 pub async fn spawn_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+    spawn_full(yaml, env, None).await
+}
+
+/// As `spawn`, with a routing clock the test moves by hand.
+pub async fn spawn_with_clock(
+    yaml: &str,
+    clock: std::sync::Arc<switchyard::routing::clock::ManualClock>,
+) -> Gateway {
+    spawn_full(yaml, &[], Some(clock)).await
+}
+
+async fn spawn_full(
+    yaml: &str,
+    env: &[(&str, &str)],
+    clock: Option<std::sync::Arc<switchyard::routing::clock::ManualClock>>,
+) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).expect("write config");
@@ -52,7 +68,10 @@ pub async fn spawn_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let config = Config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("config: {e}"));
-    let state = AppState::new(config).expect("state");
+    let state = match clock {
+        Some(c) => AppState::with_clock(config, c).expect("state"),
+        None => AppState::new(config).expect("state"),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

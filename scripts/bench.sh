@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Benchmarks switchyard against an instant mock upstream, on loopback only.
+#
+#   scripts/bench.sh                 # 5 s per run
+#   BENCH_SECS=3 scripts/bench.sh    # shorter runs
+#   BENCH_LITELLM=1 scripts/bench.sh # also the LiteLLM proxy, if .bench/litellm-venv has it
+#
+# Measures: startup time to the first served chat completion, idle RSS, direct-to-mock vs
+# through-switchyard throughput and latency (non-streaming at concurrency 1/16/64, streaming
+# TTFT at concurrency 1), and RSS after the load. Prints a Markdown table and writes the raw
+# results to target/bench/results.json.
+#
+# Env: BENCH_SECS (5), BENCH_WARMUP (1), BENCH_CONCURRENCY ("1 16 64"), BENCH_THREADS (1, the
+# load generator's threads), BENCH_NO_BUILD=1 (use the binaries as they are).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SECS=${BENCH_SECS:-5}
+WARMUP=${BENCH_WARMUP:-1}
+CONCURRENCY=${BENCH_CONCURRENCY:-"1 16 64"}
+THREADS=${BENCH_THREADS:-1}
+BIN=$ROOT/target/release
+OUTDIR=$ROOT/target/bench
+RESULTS=$OUTDIR/results.json
+
+command -v jq >/dev/null || { echo "bench.sh needs jq" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench.sh needs curl" >&2; exit 1; }
+
+if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+    echo "building release binaries..." >&2
+    cargo build --release --bins >&2
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$OUTDIR"
+
+bench() { "$BIN/switchyard-bench" --threads "$THREADS" "$@"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
+alive() {
+    kill -0 "$1" 2>/dev/null || { echo "$2 exited; its log:" >&2; cat "$3" >&2; exit 1; }
+}
+
+# --- the upstream: an instant mock -------------------------------------------------------------
+MOCK_PORT=$(bench --free-port)
+"$BIN/switchyard-mock" --port "$MOCK_PORT" --name bench --latency-ms 0 --no-record \
+    >"$TMP/mock.log" 2>&1 &
+PIDS+=($!)
+MOCK_PID=$!
+MOCK_URL="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
+bench --wait-ready --url "$MOCK_URL" --ready-timeout 10 >/dev/null || {
+    alive "$MOCK_PID" mock "$TMP/mock.log"
+    exit 1
+}
+
+cat >"$TMP/config.yaml" <<EOF
+model_list:
+  - model_name: bench
+    litellm_params:
+      model: openai/bench
+      api_base: http://127.0.0.1:$MOCK_PORT/v1
+      api_key: sk-bench
+EOF
+
+# --- the gateway: startup time to the first served request, then idle RSS ---------------------
+GW_PORT=$(bench --free-port)
+GW_URL="http://127.0.0.1:$GW_PORT/v1/chat/completions"
+T0=$(date +%s%N)
+"$BIN/switchyard" --config "$TMP/config.yaml" --port "$GW_PORT" >"$TMP/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+STARTUP_MS=$(bench --wait-ready --url "$GW_URL" --since-ns "$T0" --ready-timeout 30) || {
+    alive "$GW_PID" switchyard "$TMP/gateway.log"
+    echo "switchyard never answered 200; its log:" >&2
+    cat "$TMP/gateway.log" >&2
+    exit 1
+}
+sleep 0.2
+IDLE_RSS_KB=$(rss_kb "$GW_PID")
+echo "switchyard: first 200 after ${STARTUP_MS} ms, idle RSS $(mb "$IDLE_RSS_KB") MB" >&2
+
+# --- the runs -----------------------------------------------------------------------------------
+RUNS="$TMP/runs.jsonl"
+: >"$RUNS"
+run() { # run SCENARIO TARGET URL [bench args...]
+    local scenario=$1 target=$2 url=$3
+    shift 3
+    echo "  $scenario -> $target ..." >&2
+    local out
+    out=$(bench --url "$url" --duration "$SECS" --warmup "$WARMUP" --json "$@")
+    echo "$out" | jq -c --arg s "$scenario" --arg t "$target" '{scenario: $s, target: $t} + .' \
+        >>"$RUNS"
+    local errors
+    errors=$(echo "$out" | jq .errors)
+    [[ "$errors" == 0 ]] || echo "  WARNING: $scenario -> $target: $errors errors" >&2
+}
+
+for c in $CONCURRENCY; do
+    run "c$c" direct "$MOCK_URL" --concurrency "$c"
+    alive "$GW_PID" switchyard "$TMP/gateway.log"
+    run "c$c" switchyard "$GW_URL" --concurrency "$c"
+done
+run stream-c1 direct "$MOCK_URL" --concurrency 1 --stream
+run stream-c1 switchyard "$GW_URL" --concurrency 1 --stream
+alive "$GW_PID" switchyard "$TMP/gateway.log"
+AFTER_RSS_KB=$(rss_kb "$GW_PID")
+
+# --- optional: the LiteLLM proxy, the same way ---------------------------------------------------
+# Only runs with BENCH_LITELLM=1 and an already installed .bench/litellm-venv/bin/litellm (this
+# script never installs it).
+LITELLM_JSON=null
+if [[ "${BENCH_LITELLM:-0}" == 1 ]]; then
+    LITELLM=$ROOT/.bench/litellm-venv/bin/litellm
+    if [[ ! -x "$LITELLM" ]]; then
+        echo "BENCH_LITELLM=1 but $LITELLM is absent: skipping LiteLLM" >&2
+    else
+        LL_PORT=$(bench --free-port)
+        LL_URL="http://127.0.0.1:$LL_PORT/v1/chat/completions"
+        T0=$(date +%s%N)
+        "$LITELLM" --config "$TMP/config.yaml" --host 127.0.0.1 --port "$LL_PORT" \
+            >"$TMP/litellm.log" 2>&1 &
+        LL_PID=$!
+        PIDS+=("$LL_PID")
+        if LL_STARTUP_MS=$(bench --wait-ready --url "$LL_URL" --since-ns "$T0" --ready-timeout 180); then
+            sleep 0.2
+            LL_IDLE_KB=$(rss_kb "$LL_PID")
+            for c in $CONCURRENCY; do
+                run "c$c" litellm "$LL_URL" --concurrency "$c"
+            done
+            run stream-c1 litellm "$LL_URL" --concurrency 1 --stream
+            LL_AFTER_KB=$(rss_kb "$LL_PID" || echo 0)
+            LITELLM_JSON=$(jq -n --argjson s "$LL_STARTUP_MS" --argjson i "$LL_IDLE_KB" \
+                --argjson a "${LL_AFTER_KB:-0}" \
+                '{startup_ms: $s, idle_rss_kb: $i, rss_after_load_kb: $a,
+                  note: "RSS of the main litellm process only"}')
+        else
+            echo "LiteLLM never answered 200; see its log:" >&2
+            tail -n 40 "$TMP/litellm.log" >&2
+        fi
+    fi
+fi
+
+# --- results --------------------------------------------------------------------------------------
+jq -s --argjson startup "$STARTUP_MS" --argjson idle "$IDLE_RSS_KB" --argjson after "$AFTER_RSS_KB" \
+    --argjson litellm "$LITELLM_JSON" --argjson secs "$SECS" --argjson warmup "$WARMUP" \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -srm)" \
+    --argjson cores "$(nproc)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo -)" \
+    '{date: $date, host: $host, cores: $cores, commit: $commit, secs: $secs, warmup: $warmup,
+      switchyard: {startup_ms: $startup, idle_rss_kb: $idle, rss_after_load_kb: $after},
+      litellm: $litellm, runs: .}' "$RUNS" >"$RESULTS"
+
+# The Markdown table, from the results file.
+jq -r '
+  def ms: if . == null then "-" else (. / 1000 * 100 | round / 100 | tostring) end;
+  def sgn: if . == null then "-" elif . >= 0 then "+" + (. | ms) else (. | ms) end;
+  def sub(a; b): if a == null or b == null then null else a - b end;
+  . as $r
+  | ($r.runs | map(select(.target == "direct"))) as $d
+  | ($r.runs | map(select(.target == "switchyard"))) as $s
+  | ($r.runs | map(select(.target == "litellm"))) as $l
+  | "",
+    "| scenario | direct rps | switchyard rps | direct p50/p99 ms | switchyard p50/p99 ms | added p50 / added p99 ms |",
+    "|---|---:|---:|---:|---:|---:|",
+    ( $d[] as $x
+      | ($s | map(select(.scenario == $x.scenario)) | .[0]) as $y
+      | "| \($x.scenario) | \($x.rps) | \($y.rps) | \($x.p50_us | ms) / \($x.p99_us | ms) | \($y.p50_us | ms) / \($y.p99_us | ms) | \(sub($y.p50_us; $x.p50_us) | sgn) / \(sub($y.p99_us; $x.p99_us) | sgn) |"
+    ),
+    "",
+    ( ($d | map(select(.stream)) | .[0]) as $x
+      | ($s | map(select(.stream)) | .[0]) as $y
+      | "- streaming c1 TTFT: direct \($x.ttft_p50_us | ms) / \($x.ttft_p99_us | ms) ms, switchyard \($y.ttft_p50_us | ms) / \($y.ttft_p99_us | ms) ms, added TTFT p50 \(sub($y.ttft_p50_us; $x.ttft_p50_us) | sgn) ms / p99 \(sub($y.ttft_p99_us; $x.ttft_p99_us) | sgn) ms"
+    ),
+    "- startup to first served request: \($r.switchyard.startup_ms) ms",
+    "- idle RSS: \($r.switchyard.idle_rss_kb / 1024 * 10 | round / 10) MB",
+    "- RSS after load: \($r.switchyard.rss_after_load_kb / 1024 * 10 | round / 10) MB",
+    "- errors: \([$r.runs[].errors] | add)",
+    ( if ($l | length) > 0 then
+        "",
+        "LiteLLM (optional section): startup \($r.litellm.startup_ms) ms, idle RSS \($r.litellm.idle_rss_kb / 1024 * 10 | round / 10) MB, RSS after load \($r.litellm.rss_after_load_kb / 1024 * 10 | round / 10) MB",
+        "",
+        "| scenario | litellm rps | litellm p50/p99 ms | added p50 / added p99 ms vs direct |",
+        "|---|---:|---:|---:|",
+        ( $l[] as $y
+          | ($d | map(select(.scenario == $y.scenario)) | .[0]) as $x
+          | "| \($y.scenario) | \($y.rps) | \($y.p50_us | ms) / \($y.p99_us | ms) | \(sub($y.p50_us; $x.p50_us) | sgn) / \(sub($y.p99_us; $x.p99_us) | sgn) |"
+        )
+      else empty end ),
+    "",
+    "\($r.secs) s per run after \($r.warmup) s warm-up, \($r.cores) cores shared by load generator, mock and gateway; raw results: target/bench/results.json"
+' "$RESULTS"
+
+if grep -qiE 'error|panic' "$TMP/gateway.log"; then
+    echo >&2
+    echo "gateway log has errors (first lines):" >&2
+    grep -iE 'error|panic' "$TMP/gateway.log" | head -n 10 >&2
+fi

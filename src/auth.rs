@@ -63,10 +63,7 @@ fn digest(s: &str) -> [u8; 32] {
 
 /// The key the client sent, from the first header that carries one.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let token = v
             .strip_prefix("Bearer ")
@@ -105,26 +102,16 @@ mod tests {
     fn master_key_in_any_header() {
         let a = Auth::new(Some("sk-master"));
         assert_eq!(
-            a.authenticate(&h("authorization", "Bearer sk-master"))
-                .unwrap(),
+            a.authenticate(&h("authorization", "Bearer sk-master")).unwrap(),
             Caller::Master
         );
+        assert_eq!(a.authenticate(&h("x-api-key", "sk-master")).unwrap(), Caller::Master);
         assert_eq!(
-            a.authenticate(&h("x-api-key", "sk-master")).unwrap(),
+            a.authenticate(&h("x-litellm-api-key", "sk-master")).unwrap(),
             Caller::Master
         );
-        assert_eq!(
-            a.authenticate(&h("x-litellm-api-key", "sk-master"))
-                .unwrap(),
-            Caller::Master
-        );
-        assert!(a
-            .authenticate(&h("authorization", "Bearer sk-mastex"))
-            .is_err());
+        assert!(a.authenticate(&h("authorization", "Bearer sk-mastex")).is_err());
         assert!(a.authenticate(&HeaderMap::new()).is_err());
-        assert_eq!(
-            Auth::new(None).authenticate(&HeaderMap::new()).unwrap(),
-            Caller::Open
-        );
+        assert_eq!(Auth::new(None).authenticate(&HeaderMap::new()).unwrap(), Caller::Open);
     }
 }

@@ -74,12 +74,7 @@ pub fn config_path(given: Option<&Path>) -> PathBuf {
 /// only a loopback address is allowed then.
 pub fn listen_host(host: Option<&str>, has_master_key: bool) -> Result<String, String> {
     let Some(host) = host else {
-        return Ok(if has_master_key {
-            "0.0.0.0"
-        } else {
-            "127.0.0.1"
-        }
-        .to_string());
+        return Ok(if has_master_key { "0.0.0.0" } else { "127.0.0.1" }.to_string());
     };
     if has_master_key || is_loopback(host) {
         return Ok(host.to_string());
@@ -109,11 +104,7 @@ pub fn describe(config: &Config) -> String {
     for g in groups {
         let _ = writeln!(out, "  {g}");
         for d in config.deployments.iter().filter(|d| d.model_name == g) {
-            let key = d
-                .api_key
-                .as_deref()
-                .map(mask)
-                .unwrap_or_else(|| "(none)".into());
+            let key = d.api_key.as_deref().map(mask).unwrap_or_else(|| "(none)".into());
             let _ = writeln!(
                 out,
                 "    - model_list[{}] {}  base={}  key={}  id={}{}",

@@ -27,17 +27,12 @@ pub enum Dialect {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("{message}")]
-    InvalidRequest {
-        message: String,
-        param: Option<String>,
-    },
+    InvalidRequest { message: String, param: Option<String> },
 
     #[error("Request body is not valid JSON: {0}")]
     MalformedJson(String),
 
-    #[error(
-        "Request body exceeds the limit of {limit} bytes (general_settings.max_request_size_mb)"
-    )]
+    #[error("Request body exceeds the limit of {limit} bytes (general_settings.max_request_size_mb)")]
     PayloadTooLarge { limit: usize },
 
     #[error("{route}: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key. Available models: {}", available.join(", "))]
@@ -90,11 +85,7 @@ pub enum GatewayError {
     },
 
     #[error("{model}: the prompt (~{tokens} tokens) exceeds the context window of every deployment (largest {limit})")]
-    ContextWindowExceeded {
-        model: String,
-        tokens: u64,
-        limit: u64,
-    },
+    ContextWindowExceeded { model: String, tokens: u64, limit: u64 },
 
     #[error("{0}")]
     Internal(String),
@@ -184,9 +175,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => StatusCode::BAD_REQUEST,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ModelNotFound(_) | RouteNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -194,9 +183,7 @@ impl GatewayError {
             NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             ContextWindowExceeded { .. } => StatusCode::BAD_REQUEST,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Upstream { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-            }
+            Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -222,9 +209,7 @@ impl GatewayError {
                 400..=499 => Blame::Client,
                 _ => Blame::Upstream,
             },
-            UpstreamUnreachable { .. } | UpstreamTimeout { .. } | UpstreamProtocol { .. } => {
-                Blame::Upstream
-            }
+            UpstreamUnreachable { .. } | UpstreamTimeout { .. } | UpstreamProtocol { .. } => Blame::Upstream,
         }
     }
 
@@ -264,12 +249,8 @@ impl GatewayError {
             } => {
                 let text = format!("{message} {}", error_type.as_deref().unwrap_or(""));
                 match status {
-                    400 | 413 | 422 if lower_has(&text, CONTEXT_WINDOW_PHRASES) => {
-                        ErrorClass::ContextWindowExceeded
-                    }
-                    400 if lower_has(&text, CONTENT_POLICY_PHRASES) => {
-                        ErrorClass::ContentPolicyViolation
-                    }
+                    400 | 413 | 422 if lower_has(&text, CONTEXT_WINDOW_PHRASES) => ErrorClass::ContextWindowExceeded,
+                    400 if lower_has(&text, CONTENT_POLICY_PHRASES) => ErrorClass::ContentPolicyViolation,
                     401 | 403 => ErrorClass::Authentication,
                     404 => ErrorClass::NotFound,
                     408 => ErrorClass::Timeout,
@@ -295,9 +276,7 @@ impl GatewayError {
     pub fn openai_type(&self) -> &str {
         use GatewayError::*;
         match self {
-            InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => {
-                "invalid_request_error"
-            }
+            InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => "invalid_request_error",
             PayloadTooLarge { .. } => "invalid_request_error",
             ModelNotFound(_) | MethodNotAllowed(_) => "invalid_request_error",
             RouteNotFound(_) => "not_found_error",
@@ -306,8 +285,7 @@ impl GatewayError {
             ContextWindowExceeded { .. } => "invalid_request_error",
             Unauthorized(_) => "auth_error",
             Upstream {
-                error_type: Some(t),
-                ..
+                error_type: Some(t), ..
             } => t,
             Upstream { status, .. } => match status {
                 401 => "authentication_error",
@@ -326,9 +304,7 @@ impl GatewayError {
 
     fn param(&self) -> Option<&str> {
         match self {
-            GatewayError::InvalidRequest { param, .. } | GatewayError::Upstream { param, .. } => {
-                param.as_deref()
-            }
+            GatewayError::InvalidRequest { param, .. } | GatewayError::Upstream { param, .. } => param.as_deref(),
             GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound(_) => Some("model"),
             _ => None,
         }
@@ -428,9 +404,6 @@ mod tests {
         let body = GatewayError::MalformedJson("line 1 column 5".into()).openai_body();
         assert_eq!(body["error"]["code"], "400");
         assert_eq!(body["error"]["type"], "invalid_request_error");
-        assert!(body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("line 1 column 5"));
+        assert!(body["error"]["message"].as_str().unwrap().contains("line 1 column 5"));
     }
 }

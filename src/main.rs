@@ -33,12 +33,7 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     for d in &config.disabled {
-        tracing::warn!(
-            "model_list[{}] ({}): disabled: {}",
-            d.index,
-            d.model_name,
-            d.reason
-        );
+        tracing::warn!("model_list[{}] ({}): disabled: {}", d.index, d.model_name, d.reason);
     }
     if args.num_workers.is_some() {
         tracing::info!("--num_workers is accepted for LiteLLM compatibility; one switchyard process uses every core");
@@ -53,10 +48,7 @@ fn main() -> ExitCode {
     if config.general.master_key.is_none() {
         tracing::warn!("no master key set: listening on {host} only, without authentication (set SWITCHYARD_MASTER_KEY to serve other hosts)");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -154,17 +154,16 @@ async fn models(State(st): State<Arc<MockState>>) -> Json<Value> {
 }
 
 /// Common preamble: count, record, and decide whether to fail, hang or wait.
-async fn prelude(
-    st: &MockState,
-    path: &str,
-    headers: HeaderMap,
-    body: &Bytes,
-) -> Result<(Behaviour, Value), Response> {
+async fn prelude(st: &MockState, path: &str, headers: HeaderMap, body: &Bytes) -> Result<(Behaviour, Value), Response> {
     st.hits.fetch_add(1, Ordering::Relaxed);
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            return Err((StatusCode::BAD_REQUEST, Json(json!({"error": {"message": format!("mock: bad JSON: {e}"), "type": "invalid_request_error"}}))).into_response())
+            return Err((
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": format!("mock: bad JSON: {e}"), "type": "invalid_request_error"}})),
+            )
+                .into_response())
         }
     };
     let b = {
@@ -205,7 +204,11 @@ async fn prelude(
             .error_message
             .clone()
             .unwrap_or_else(|| format!("mock {} failure", st.name));
-        let mut resp = (code, Json(json!({"error": {"message": msg, "type": "mock_error", "param": null, "code": status.to_string()}}))).into_response();
+        let mut resp = (
+            code,
+            Json(json!({"error": {"message": msg, "type": "mock_error", "param": null, "code": status.to_string()}})),
+        )
+            .into_response();
         if let Some(ra) = b.retry_after {
             resp.headers_mut()
                 .insert("retry-after", ra.to_string().parse().expect("digits"));
@@ -283,11 +286,7 @@ async fn chat(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes)
     .into_response()
 }
 
-async fn completions(
-    State(st): State<Arc<MockState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn completions(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
     let (b, req) = match prelude(&st, "/v1/completions", headers, &body).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -324,9 +323,7 @@ async fn embeddings(State(st): State<Arc<MockState>>, headers: HeaderMap, body: 
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let seed = s
-                .bytes()
-                .fold(7u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
+            let seed = s.bytes().fold(7u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
             let v: Vec<f64> = (0..8)
                 .map(|k| ((seed.rotate_left(k * 4) % 1000) as f64) / 1000.0)
                 .collect();
@@ -338,23 +335,12 @@ async fn embeddings(State(st): State<Arc<MockState>>, headers: HeaderMap, body: 
 }
 
 /// An SSE response: `make(i, piece, last)` builds the events for content piece `i`.
-fn stream(
-    b: Behaviour,
-    text: String,
-    make: impl Fn(usize, &str, bool) -> Vec<Value> + Send + 'static,
-) -> Response {
+fn stream(b: Behaviour, text: String, make: impl Fn(usize, &str, bool) -> Vec<Value> + Send + 'static) -> Response {
     let n = b.chunks.unwrap_or(3).max(1);
     let words: Vec<&str> = text.split_inclusive(' ').collect();
     let per = words.len().div_ceil(n).max(1);
     let pieces: Vec<String> = (0..n)
-        .map(|i| {
-            words
-                .iter()
-                .skip(i * per)
-                .take(per)
-                .copied()
-                .collect::<String>()
-        })
+        .map(|i| words.iter().skip(i * per).take(per).copied().collect::<String>())
         .collect();
     let delay = Duration::from_millis(b.chunk_delay_ms);
     let s = async_stream(
@@ -388,10 +374,7 @@ fn async_stream(
                 return None;
             }
             if cut_after == Some(i) {
-                return Some((
-                    Err(std::io::Error::other("mock: connection cut")),
-                    i + n + 2,
-                ));
+                return Some((Err(std::io::Error::other("mock: connection cut")), i + n + 2));
             }
             if end_early == Some(i) {
                 return None;

@@ -82,14 +82,10 @@ impl Call {
     fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, &'d str), GatewayError> {
         match self {
             Call::Chat(r) => Ok((openai::chat_body(dep, r)?, dep.chat_url.as_str())),
-            Call::Passthrough(Endpoint::Embeddings, r) => Ok((
-                openai::passthrough_body(dep, r)?,
-                dep.embeddings_url.as_str(),
-            )),
-            Call::Passthrough(_, r) => Ok((
-                openai::passthrough_body(dep, r)?,
-                dep.completions_url.as_str(),
-            )),
+            Call::Passthrough(Endpoint::Embeddings, r) => {
+                Ok((openai::passthrough_body(dep, r)?, dep.embeddings_url.as_str()))
+            }
+            Call::Passthrough(_, r) => Ok((openai::passthrough_body(dep, r)?, dep.completions_url.as_str())),
         }
     }
 }
@@ -126,27 +122,15 @@ impl Options {
     fn from(extra: &serde_json::Map<String, Value>) -> Self {
         let fallbacks = extra.get("fallbacks").and_then(Value::as_array).map(|a| {
             a.iter()
-                .filter_map(|v| {
-                    v.as_str()
-                        .or_else(|| v.get("model").and_then(Value::as_str))
-                })
+                .filter_map(|v| v.as_str().or_else(|| v.get("model").and_then(Value::as_str)))
                 .map(str::to_string)
                 .collect()
         });
         Options {
-            num_retries: extra
-                .get("num_retries")
-                .and_then(Value::as_u64)
-                .map(|n| n as u32),
+            num_retries: extra.get("num_retries").and_then(Value::as_u64).map(|n| n as u32),
             fallbacks,
-            disable_fallbacks: extra
-                .get("disable_fallbacks")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            mock_response: extra
-                .get("mock_response")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            disable_fallbacks: extra.get("disable_fallbacks").and_then(Value::as_bool).unwrap_or(false),
+            mock_response: extra.get("mock_response").and_then(Value::as_str).map(str::to_string),
             mock_fail_first_group: extra
                 .get("mock_testing_fallbacks")
                 .and_then(Value::as_bool)
@@ -160,12 +144,7 @@ struct Tally {
     upstream_time: Duration,
 }
 
-pub async fn run(
-    state: &AppState,
-    call: Call,
-    request_id: &str,
-    dialect: Dialect,
-) -> Result<Outcome, GatewayError> {
+pub async fn run(state: &AppState, call: Call, request_id: &str, dialect: Dialect) -> Result<Outcome, GatewayError> {
     let endpoint = call.endpoint();
     let first = state.models.resolve(call.model(), endpoint)?;
     let opts = Options::from(call.extra());
@@ -220,11 +199,7 @@ pub async fn run(
         };
         used += 1;
         tracing::info!(request_id, from = %first.name, to = %group.name, error = %err, "falling back");
-        match try_group(
-            state, &call, &group, &opts, request_id, dialect, &mut tally, false,
-        )
-        .await
-        {
+        match try_group(state, &call, &group, &opts, request_id, dialect, &mut tally, false).await {
             Ok(o) => return Ok(finish(o, &tally, used)),
             Err(e) => err = e,
         }
@@ -373,15 +348,8 @@ async fn attempt(
         .unwrap_or(settings.timeout);
     let (body, url) = call.body_for(dep)?;
     let started = Instant::now();
-    let reply = state
-        .upstream
-        .post(dep, url, body, timeout, request_id)
-        .await?;
-    let content_type = reply
-        .response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .cloned();
+    let reply = state.upstream.post(dep, url, body, timeout, request_id).await?;
+    let content_type = reply.response.headers().get(http::header::CONTENT_TYPE).cloned();
     let payload = if stream {
         // The stream is committed only once its first chunk is here: until then, a failure can
         // still go to another deployment without the client seeing anything.

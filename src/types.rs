@@ -114,9 +114,7 @@ pub const GATEWAY_FIELDS: &[&str] = &[
 
 /// Reads a body-level timeout (seconds) if the client sent one.
 pub fn body_timeout(extra: &Map<String, Value>) -> Option<std::time::Duration> {
-    let v = extra
-        .get("timeout")
-        .or_else(|| extra.get("request_timeout"))?;
+    let v = extra.get("timeout").or_else(|| extra.get("request_timeout"))?;
     let secs = v.as_f64().or_else(|| v.as_str()?.parse().ok())?;
     (secs.is_finite() && secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
 }

@@ -52,23 +52,15 @@ fn check_fails_with_every_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("config has 2 errors:"), "{err}");
     assert!(err.contains("model_list[0].litellm_params.model: unknown provider \"nope\""));
-    assert!(err.contains(
-        "model_list[1].litellm_params.api_key: environment variable MISSING_KEY_VAR is not set"
-    ));
+    assert!(err.contains("model_list[1].litellm_params.api_key: environment variable MISSING_KEY_VAR is not set"));
 }
 
 #[test]
 fn public_bind_without_master_key_is_refused() {
-    let out = clean_env(Command::new(BIN).args([
-        "--config",
-        "config/switchyard.yaml",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "0",
-    ]))
-    .output()
-    .unwrap();
+    let out =
+        clean_env(Command::new(BIN).args(["--config", "config/switchyard.yaml", "--host", "0.0.0.0", "--port", "0"]))
+            .output()
+            .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -110,12 +102,6 @@ fn serves_the_default_config_with_nothing_running() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(ok, "gateway did not serve: {log}");
-    assert!(
-        log.contains("no master key set: listening on 127.0.0.1 only"),
-        "{log}"
-    );
-    assert!(
-        log.contains("disabled: no API key: set OPENAI_API_KEY"),
-        "{log}"
-    );
+    assert!(log.contains("no master key set: listening on 127.0.0.1 only"), "{log}");
+    assert!(log.contains("disabled: no API key: set OPENAI_API_KEY"), "{log}");
 }

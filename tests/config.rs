@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 use switchyard::config::Config;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -43,8 +40,7 @@ fn every_shipped_config_loads_without_any_environment() {
     let files = yaml_files(Path::new("config"));
     assert!(!files.is_empty());
     for f in files {
-        let c =
-            Config::load_with_env(&f, &env(&[])).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let c = Config::load_with_env(&f, &env(&[])).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert!(
             !c.deployments.is_empty() || !c.disabled.is_empty(),
             "{} lists no models",
@@ -62,15 +58,8 @@ fn default_config_serves_local_engines_and_cloud_only_with_keys() {
         .disabled
         .iter()
         .any(|d| d.model_name == "gpt-4o" && d.reason.contains("OPENAI_API_KEY")));
-    let c = Config::load_with_env(
-        path,
-        &env(&[("OPENAI_API_KEY", "sk-test"), ("VLLM_MODEL", "my/model")]),
-    )
-    .unwrap();
-    assert!(c
-        .deployments
-        .iter()
-        .any(|d| d.model_name == "gpt-4o" && !d.is_local()));
+    let c = Config::load_with_env(path, &env(&[("OPENAI_API_KEY", "sk-test"), ("VLLM_MODEL", "my/model")])).unwrap();
+    assert!(c.deployments.iter().any(|d| d.model_name == "gpt-4o" && !d.is_local()));
     assert!(c.deployments.iter().any(|d| d.model == "my/model"));
 }
 
@@ -91,23 +80,16 @@ fn seed_configs_load_or_fail_only_on_missing_env() {
             Err(errs) => {
                 for e in &errs.0 {
                     let Some(rest) = e.message.strip_prefix("environment variable ") else {
-                        panic!(
-                            "{}: fails on more than a missing variable: {e}",
-                            f.display()
-                        );
+                        panic!("{}: fails on more than a missing variable: {e}", f.display());
                     };
                     let name = rest.split(' ').next().unwrap().to_string();
-                    assert!(
-                        e.message.contains("is not set (referenced as os.environ/"),
-                        "{e}"
-                    );
+                    assert!(e.message.contains("is not set (referenced as os.environ/"), "{e}");
                     vars.push((name, "value-from-test".into()));
                 }
             }
         }
         let env: HashMap<String, String> = vars.into_iter().collect();
-        Config::load_with_env(&f, &env)
-            .unwrap_or_else(|e| panic!("{} with its variables set: {e}", f.display()));
+        Config::load_with_env(&f, &env).unwrap_or_else(|e| panic!("{} with its variables set: {e}", f.display()));
     }
 }
 

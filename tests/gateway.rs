@@ -25,32 +25,18 @@ async fn chat_round_trip_with_headers() {
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
     assert_eq!(h["x-request-id"], "req-123");
-    assert_eq!(
-        h["x-litellm-model-id"].to_str().unwrap().len(),
-        64,
-        "a sha-256 hex id"
-    );
+    assert_eq!(h["x-litellm-model-id"].to_str().unwrap().len(), 64, "a sha-256 hex id");
     assert_eq!(h["x-litellm-model-api-base"], up.base_url().as_str());
-    let overhead: f64 = h["x-litellm-overhead-duration-ms"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let overhead: f64 = h["x-litellm-overhead-duration-ms"].to_str().unwrap().parse().unwrap();
     assert!(overhead >= 0.0);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        "echo: hello world"
-    );
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: hello world");
     assert_eq!(body["usage"]["total_tokens"], 5);
     // The upstream saw its own model id and key, and a request id.
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body["model"], "up-m");
-    assert_eq!(
-        seen[0].headers["authorization"],
-        "Bearer sk-upstream-secret"
-    );
+    assert_eq!(seen[0].headers["authorization"], "Bearer sk-upstream-secret");
     assert_eq!(seen[0].headers["x-request-id"], "req-123");
 }
 
@@ -58,9 +44,7 @@ async fn chat_round_trip_with_headers() {
 async fn request_id_is_generated_when_absent_and_on_errors() {
     let up = MockUpstream::start().await.unwrap();
     let gw = spawn(&config(&[entry("m", &up, "")], "")).await;
-    let resp = gw
-        .chat(json!({"model": "nope", "messages": user("x")}))
-        .await;
+    let resp = gw.chat(json!({"model": "nope", "messages": user("x")})).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.headers()["x-request-id"].to_str().unwrap().len(), 36);
 }
@@ -93,17 +77,8 @@ async fn params_pass_through_defaults_apply_and_gateway_fields_are_stripped() {
     assert_eq!(b["tools"][0]["function"]["name"], "f");
     assert_eq!(b["response_format"]["type"], "json_object");
     assert_eq!(b["logprobs"], true);
-    for stripped in [
-        "api_base",
-        "api_key",
-        "metadata",
-        "disable_fallbacks",
-        "num_retries",
-    ] {
-        assert!(
-            b.get(stripped).is_none(),
-            "{stripped} must not reach the upstream"
-        );
+    for stripped in ["api_base", "api_key", "metadata", "disable_fallbacks", "num_retries"] {
+        assert!(b.get(stripped).is_none(), "{stripped} must not reach the upstream");
     }
 }
 
@@ -127,11 +102,7 @@ async fn streaming_relays_chunks_and_done() {
         .iter()
         .filter(|d| *d != "[DONE]")
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
         .collect();
     assert_eq!(content, "echo: one two three four");
     let usage: Vec<Value> = data
@@ -144,10 +115,7 @@ async fn streaming_relays_chunks_and_done() {
         1,
         "include_usage reaches the upstream and its usage chunk comes back"
     );
-    assert_eq!(
-        up.requests()[0].body["stream_options"]["include_usage"],
-        true
-    );
+    assert_eq!(up.requests()[0].body["stream_options"]["include_usage"], true);
 }
 
 #[tokio::test]
@@ -198,11 +166,7 @@ async fn cut_stream_ends_with_an_error_event_not_silence() {
     ] {
         let up = MockUpstream::start().await.unwrap();
         up.set(b);
-        let gw = spawn(&config(
-            &[entry("m", &up, "")],
-            "litellm_settings:\n  num_retries: 0\n",
-        ))
-        .await;
+        let gw = spawn(&config(&[entry("m", &up, "")], "litellm_settings:\n  num_retries: 0\n")).await;
         let resp = gw
             .chat(json!({"model": "m", "stream": true, "messages": user("a b c d")}))
             .await;
@@ -228,11 +192,7 @@ async fn upstream_errors_are_relayed_with_status_and_message() {
         error_message: Some("slow down please".into()),
         ..Default::default()
     });
-    let gw = spawn(&config(
-        &[entry("m", &up, "")],
-        "router_settings:\n  num_retries: 0\n",
-    ))
-    .await;
+    let gw = spawn(&config(&[entry("m", &up, "")], "router_settings:\n  num_retries: 0\n")).await;
     let resp = gw.chat(json!({"model": "m", "messages": user("x")})).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
@@ -249,11 +209,7 @@ async fn upstream_errors_are_relayed_with_status_and_message() {
         ..Default::default()
     });
     let before = up.hits();
-    let gw = spawn(&config(
-        &[entry("m", &up, "")],
-        "router_settings:\n  num_retries: 3\n",
-    ))
-    .await;
+    let gw = spawn(&config(&[entry("m", &up, "")], "router_settings:\n  num_retries: 3\n")).await;
     let resp = gw.chat(json!({"model": "m", "messages": user("x")})).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(up.hits() - before, 1);
@@ -287,11 +243,7 @@ async fn single_deployment_retries_after_transient_failure() {
         fail_times: Some(1),
         ..Default::default()
     });
-    let gw = spawn(&config(
-        &[entry("m", &up, "")],
-        "router_settings:\n  num_retries: 1\n",
-    ))
-    .await;
+    let gw = spawn(&config(&[entry("m", &up, "")], "router_settings:\n  num_retries: 1\n")).await;
     let resp = gw.chat(json!({"model": "m", "messages": user("x")})).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-litellm-attempted-retries"], "1");
@@ -309,9 +261,7 @@ async fn unreachable_and_hanging_upstreams() {
         "model_list:\n  - model_name: dead\n    litellm_params:\n      model: openai/x\n      api_base: http://{closed}/v1\n      api_key: sk-upstream-secret\nlitellm_settings:\n  num_retries: 0\n"
     );
     let gw = spawn(&yaml).await;
-    let resp = gw
-        .chat(json!({"model": "dead", "messages": user("x")}))
-        .await;
+    let resp = gw.chat(json!({"model": "dead", "messages": user("x")})).await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.unwrap();
     let msg = body["error"]["message"].as_str().unwrap();
@@ -337,11 +287,7 @@ async fn unreachable_and_hanging_upstreams() {
 #[tokio::test]
 async fn bad_requests_get_openai_shaped_errors() {
     let up = MockUpstream::start().await.unwrap();
-    let gw = spawn(&config(
-        &[entry("alpha", &up, ""), entry("beta", &up, "")],
-        "",
-    ))
-    .await;
+    let gw = spawn(&config(&[entry("alpha", &up, ""), entry("beta", &up, "")], "")).await;
     let raw = |body: &'static str| {
         let c = gw.client.clone();
         let url = gw.url("/v1/chat/completions");
@@ -357,13 +303,7 @@ async fn bad_requests_get_openai_shaped_errors() {
     let r = raw("{\"model\": \"alpha\", \"messages\": [").await;
     assert_eq!(r.status(), 400);
     let b: Value = r.json().await.unwrap();
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("line 1 column"),
-        "{b}"
-    );
+    assert!(b["error"]["message"].as_str().unwrap().contains("line 1 column"), "{b}");
 
     let r = raw("{\"messages\": []}").await;
     assert_eq!(r.status(), 400);
@@ -379,15 +319,11 @@ async fn bad_requests_get_openai_shaped_errors() {
     let r = raw("").await;
     assert_eq!(r.status(), 400);
 
-    let r = raw("{\"model\": \"gamma\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}")
-        .await;
+    let r = raw("{\"model\": \"gamma\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}").await;
     assert_eq!(r.status(), 400);
     let b: Value = r.json().await.unwrap();
     let msg = b["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("Invalid model name passed in model=gamma"),
-        "{msg}"
-    );
+    assert!(msg.contains("Invalid model name passed in model=gamma"), "{msg}");
     assert!(msg.contains("alpha, beta"), "{msg}");
 
     let r = raw("[1,2,3]").await;
@@ -396,12 +332,7 @@ async fn bad_requests_get_openai_shaped_errors() {
     assert_eq!(r.status(), 404);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["type"], "not_found_error");
-    let r = gw
-        .client
-        .get(gw.url("/v1/chat/completions"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.client.get(gw.url("/v1/chat/completions")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(up.hits(), 0, "nothing bad reached the upstream");
 }
@@ -418,10 +349,7 @@ async fn body_size_is_bounded() {
     let resp = gw.chat(json!({"model": "m", "messages": user(&big)})).await;
     assert_eq!(resp.status(), 413);
     let b: Value = resp.json().await.unwrap();
-    assert!(b["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("exceeds the limit"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("exceeds the limit"));
     assert_eq!(up.hits(), 0);
 }
 
@@ -459,13 +387,7 @@ async fn master_key_is_required_in_any_supported_header() {
             .status(),
         200
     );
-    assert_eq!(
-        send(Some(("x-api-key", "sk-master-1234")))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(send(Some(("x-api-key", "sk-master-1234"))).await.unwrap().status(), 200);
     assert_eq!(
         send(Some(("x-litellm-api-key", "sk-master-1234")))
             .await
@@ -473,15 +395,7 @@ async fn master_key_is_required_in_any_supported_header() {
             .status(),
         200
     );
-    assert_eq!(
-        gw.client
-            .get(gw.url("/v1/models"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(gw.client.get(gw.url("/v1/models")).send().await.unwrap().status(), 401);
     assert_eq!(
         gw.client
             .get(gw.url("/health/liveliness"))
@@ -505,19 +419,13 @@ async fn completions_embeddings_and_models() {
     );
     let gw = spawn(&yaml).await;
     let r = gw
-        .post(
-            "/v1/completions",
-            json!({"model": "chat", "prompt": "say this"}),
-        )
+        .post("/v1/completions", json!({"model": "chat", "prompt": "say this"}))
         .await;
     assert_eq!(r.status(), 200);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["choices"][0]["text"], "echo: say this");
     let r = gw
-        .post(
-            "/v1/embeddings",
-            json!({"model": "embed", "input": ["a", "b"]}),
-        )
+        .post("/v1/embeddings", json!({"model": "embed", "input": ["a", "b"]}))
         .await;
     assert_eq!(r.status(), 200);
     let b: Value = r.json().await.unwrap();
@@ -525,13 +433,9 @@ async fn completions_embeddings_and_models() {
     assert_eq!(up.requests()[1].path, "/v1/embeddings");
 
     // An alias reaches its group.
-    let r = gw
-        .chat(json!({"model": "fast", "messages": user("x")}))
-        .await;
+    let r = gw.chat(json!({"model": "fast", "messages": user("x")})).await;
     assert_eq!(r.status(), 200);
-    let r = gw
-        .chat(json!({"model": "secret-alias", "messages": user("x")}))
-        .await;
+    let r = gw.chat(json!({"model": "secret-alias", "messages": user("x")})).await;
     assert_eq!(r.status(), 200);
 
     let r = gw.client.get(gw.url("/v1/models")).send().await.unwrap();
@@ -553,12 +457,7 @@ async fn completions_embeddings_and_models() {
     assert_eq!(r.status(), 200);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["id"], "openai/gpt-4o-mini");
-    let r = gw
-        .client
-        .get(gw.url("/v1/models/missing"))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.client.get(gw.url("/v1/models/missing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "model_not_found");
@@ -653,15 +552,10 @@ async fn azure_framing() {
     assert_eq!(r.status(), 200);
     let raw = capture.await.unwrap();
     assert!(
-        raw.starts_with(
-            "POST /openai/deployments/my-gpt4o/chat/completions?api-version=2024-06-01 HTTP/1.1"
-        ),
+        raw.starts_with("POST /openai/deployments/my-gpt4o/chat/completions?api-version=2024-06-01 HTTP/1.1"),
         "{raw}"
     );
-    assert!(
-        raw.to_ascii_lowercase().contains("api-key: az-key"),
-        "{raw}"
-    );
+    assert!(raw.to_ascii_lowercase().contains("api-key: az-key"), "{raw}");
     assert!(!raw.to_ascii_lowercase().contains("authorization:"));
 }
 
@@ -674,16 +568,15 @@ async fn ollama_base_with_or_without_v1_and_drop_params() {
     );
     let gw = spawn(&yaml).await;
     for m in ["a", "b"] {
-        let r = gw.chat(json!({"model": m, "messages": user("x"), "logit_bias": {"1": 2}, "temperature": 0.1})).await;
+        let r = gw
+            .chat(json!({"model": m, "messages": user("x"), "logit_bias": {"1": 2}, "temperature": 0.1}))
+            .await;
         assert_eq!(r.status(), 200, "model {m}");
     }
     for rec in up.requests() {
         assert_eq!(rec.path, "/v1/chat/completions");
         assert_eq!(rec.body["model"], "llama3");
-        assert!(
-            rec.body.get("logit_bias").is_none(),
-            "dropped under drop_params"
-        );
+        assert!(rec.body.get("logit_bias").is_none(), "dropped under drop_params");
         assert_eq!(rec.body["temperature"], 0.1);
         assert!(
             rec.headers.get("authorization").is_none(),
@@ -700,16 +593,11 @@ async fn disabled_deployments_explain_themselves() {
         entry("m", &up, "")
     );
     let gw = spawn(&yaml).await;
-    let r = gw
-        .chat(json!({"model": "gpt-4o", "messages": user("x")}))
-        .await;
+    let r = gw.chat(json!({"model": "gpt-4o", "messages": user("x")})).await;
     assert_eq!(r.status(), 503);
     let b: Value = r.json().await.unwrap();
     assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("OPENAI_API_KEY"),
+        b["error"]["message"].as_str().unwrap().contains("OPENAI_API_KEY"),
         "{b}"
     );
     let models: Value = gw

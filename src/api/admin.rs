@@ -24,10 +24,7 @@ pub async fn model_info(
 ) -> Response {
     match state.auth.authenticate(&headers) {
         Ok(c) if c.is_admin() => {}
-        Ok(_) => {
-            return GatewayError::Unauthorized("/model/info needs the master key".into())
-                .into_response()
-        }
+        Ok(_) => return GatewayError::Unauthorized("/model/info needs the master key".into()).into_response(),
         Err(e) => return e.into_response(),
     }
     let data: Vec<Value> = state
@@ -77,10 +74,7 @@ fn describe(state: &AppState, d: &Deployment) -> Value {
     let price = d.price();
     let mut info = serde_json::Map::new();
     info.insert("id".into(), d.id.clone().into());
-    info.insert(
-        "mode".into(),
-        format!("{:?}", d.mode()).to_ascii_lowercase().into(),
-    );
+    info.insert("mode".into(), format!("{:?}", d.mode()).to_ascii_lowercase().into());
     info.insert("litellm_provider".into(), d.provider.prefix().into());
     info.insert("local".into(), d.is_local().into());
     info.insert("max_input_tokens".into(), d.max_input_tokens().into());

@@ -41,12 +41,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> 
 }
 
 pub async fn not_found(req: axum::extract::Request) -> Response {
-    GatewayError::RouteNotFound(format!(
-        "Route not found: {} {}",
-        req.method(),
-        req.uri().path()
-    ))
-    .into_response()
+    GatewayError::RouteNotFound(format!("Route not found: {} {}", req.method(), req.uri().path())).into_response()
 }
 
 pub async fn method_not_allowed(req: axum::extract::Request) -> Response {

@@ -47,11 +47,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, req: Request) -> Res
     .await
 }
 
-async fn handle(
-    state: &AppState,
-    req: Request,
-    parse: impl FnOnce(&[u8]) -> Result<Call, GatewayError>,
-) -> Response {
+async fn handle(state: &AppState, req: Request, parse: impl FnOnce(&[u8]) -> Result<Call, GatewayError>) -> Response {
     let (parts, body) = req.into_parts();
     let Some(ctx) = parts.extensions.get::<RequestCtx>().cloned() else {
         return GatewayError::Internal("request context missing".into()).into_response();
@@ -104,19 +100,13 @@ pub fn respond(outcome: Outcome, ctx: &RequestCtx) -> Response {
     };
     h.insert(http::header::CONTENT_TYPE, content_type);
     if streaming {
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
+        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     insert(h, "x-litellm-model-id", &dep.id);
     insert(h, "x-litellm-model-group", &dep.model_name);
     insert(h, "x-litellm-model-api-base", &dep.api_base);
-    insert(
-        h,
-        "x-litellm-attempted-retries",
-        &outcome.retries.to_string(),
-    );
+    insert(h, "x-litellm-attempted-retries", &outcome.retries.to_string());
+    insert(h, "x-litellm-attempted-fallbacks", &outcome.fallbacks.to_string());
     let total = ctx.started.elapsed();
     let overhead = total.saturating_sub(outcome.upstream_time);
     insert(
@@ -155,11 +145,7 @@ pub async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap)
     Json(serde_json::json!({"object": "list", "data": data})).into_response()
 }
 
-pub async fn get_model(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     if let Err(e) = state.auth.authenticate(&headers) {
         return e.into_response();
     }

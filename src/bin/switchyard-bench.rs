@@ -23,15 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const BODY: &str =
-    r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
-const BODY_STREAM: &str = r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16,"stream":true}"#;
+const BODY: &str = r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
+const BODY_STREAM: &str =
+    r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16,"stream":true}"#;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "switchyard-bench",
-    about = "Closed-loop load generator for chat completions"
-)]
+#[command(name = "switchyard-bench", about = "Closed-loop load generator for chat completions")]
 struct Args {
     /// Full URL of a chat completions endpoint.
     #[arg(long, default_value = "http://127.0.0.1:4000/v1/chat/completions")]
@@ -158,8 +155,7 @@ fn build_request(client: &reqwest::Client, args: &Args) -> Result<reqwest::Reque
     if let Some(key) = &args.api_key {
         rb = rb.bearer_auth(key);
     }
-    rb.build()
-        .map_err(|e| format!("bad request for {}: {e}", args.url))
+    rb.build().map_err(|e| format!("bad request for {}: {e}", args.url))
 }
 
 async fn wait_ready(client: reqwest::Client, request: reqwest::Request, args: &Args) -> ExitCode {
@@ -341,11 +337,7 @@ async fn load(client: reqwest::Client, request: reqwest::Request, args: &Args) -
 
 /// One request read to its end: `Ok((total, time to first body bytes))`, or `Err(transport)`
 /// where `transport` is false for a non-2xx answer.
-async fn one(
-    client: &reqwest::Client,
-    req: reqwest::Request,
-    t0: Instant,
-) -> Result<(Duration, Duration), bool> {
+async fn one(client: &reqwest::Client, req: reqwest::Request, t0: Instant) -> Result<(Duration, Duration), bool> {
     let mut resp = client.execute(req).await.map_err(|_| true)?;
     let ok = resp.status().is_success();
     let mut first = None;

@@ -106,10 +106,7 @@ pub struct Wildcard {
 impl Deployment {
     /// How the deployment is named in errors and logs: never with its key.
     pub fn label(&self) -> String {
-        format!(
-            "{} ({} at {})",
-            self.model_name, self.litellm_model, self.api_base
-        )
+        format!("{} ({} at {})", self.model_name, self.litellm_model, self.api_base)
     }
 
     pub fn mode(&self) -> Mode {
@@ -180,13 +177,9 @@ pub fn is_local_base(base: &str) -> bool {
 
 fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
-        }
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
         IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
+            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -235,7 +228,6 @@ const NOT_FORWARDED: &[&str] = &[
     "max_parallel_requests",
     "itpm",
     "otpm",
-    "mock_response",
     "initial_prompt_value",
     "roles",
     "final_prompt_value",
@@ -264,10 +256,7 @@ pub fn resolve_all(
     for (i, entry) in models.into_iter().enumerate() {
         let path = format!("model_list[{i}]");
         let Value::Mapping(map) = entry else {
-            errs.push((
-                path,
-                "expected a mapping with model_name and litellm_params".into(),
-            ));
+            errs.push((path, "expected a mapping with model_name and litellm_params".into()));
             continue;
         };
         if let Some((pattern, model_pattern)) = wildcard_of(&map) {
@@ -322,10 +311,7 @@ pub fn resolve_all(
 /// `(model_name, litellm_params.model)` when either has a `*`.
 fn wildcard_of(map: &Mapping) -> Option<(String, String)> {
     let name = map.get("model_name").and_then(scalar_string)?;
-    let model = map
-        .get("litellm_params")?
-        .get("model")
-        .and_then(scalar_string)?;
+    let model = map.get("litellm_params")?.get("model").and_then(scalar_string)?;
     (name.contains('*') || model.contains('*')).then_some((name, model))
 }
 
@@ -342,11 +328,7 @@ pub fn concretize(template: &Deployment, requested: &str, upstream_model: &str) 
     let mut d = template.clone();
     let star = format!("/deployments/{}/", template.model);
     let concrete = format!("/deployments/{upstream_model}/");
-    for url in [
-        &mut d.chat_url,
-        &mut d.completions_url,
-        &mut d.embeddings_url,
-    ] {
+    for url in [&mut d.chat_url, &mut d.completions_url, &mut d.embeddings_url] {
         *url = url.replace(&star, &concrete);
     }
     d.model = upstream_model.to_string();
@@ -376,10 +358,7 @@ fn resolve(
     let mut entry = Fields::new(map, path, errs);
     let model_name = entry.string("model_name");
     if model_name.is_none() && entry.take("model_name").is_none() {
-        entry.error(
-            "model_name",
-            "is required: the public name clients send as `model`",
-        );
+        entry.error("model_name", "is required: the public name clients send as `model`");
     }
     let params = entry.mapping("litellm_params");
     if params.is_none() {
@@ -467,12 +446,7 @@ fn resolve(
     let explicit_base = p.string("api_base").filter(|s| !s.trim().is_empty());
     let has_explicit_base = explicit_base.is_some();
     let base = explicit_base
-        .or_else(|| {
-            spec.base_env
-                .iter()
-                .find_map(|v| env.get(v))
-                .filter(|s| !s.is_empty())
-        })
+        .or_else(|| spec.base_env.iter().find_map(|v| env.get(v)).filter(|s| !s.is_empty()))
         .or_else(|| spec.default_base.map(str::to_string));
     // On a bad base the other fields are still read, so every error is reported at once.
     let api_base = match base {
@@ -544,10 +518,7 @@ fn resolve(
                 let (Some(k), Some(v)) = (scalar_string(&k), scalar_string(&v)) else {
                     continue;
                 };
-                match (
-                    HeaderName::from_bytes(k.as_bytes()),
-                    HeaderValue::from_str(&v),
-                ) {
+                match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
                     (Ok(n), Ok(v)) => headers.push((n, v)),
                     _ => p.error(&format!("{key}.{k}"), "is not a valid HTTP header"),
                 }
@@ -556,10 +527,7 @@ fn resolve(
     }
     for k in NOT_FORWARDED {
         if p.take(k).is_some() {
-            warnings.push(format!(
-                "{}: accepted but not implemented yet; ignored",
-                p.path_of(k)
-            ));
+            warnings.push(format!("{}: accepted but not implemented yet; ignored", p.path_of(k)));
         }
     }
     let (_, rest) = p.rest();
@@ -715,9 +683,8 @@ fn stable_id(model_name: &str, params: &Mapping) -> String {
 /// pasted by mistake, and adds `/v1` for engines that serve the OpenAI API there.
 fn normalise_base(raw: &str, ensure_v1: bool) -> Result<(String, Option<String>), String> {
     let trimmed = raw.trim();
-    let url = reqwest::Url::parse(trimmed).map_err(|e| {
-        format!("{trimmed:?} is not a valid URL ({e}); expected e.g. http://localhost:8000/v1")
-    })?;
+    let url = reqwest::Url::parse(trimmed)
+        .map_err(|e| format!("{trimmed:?} is not a valid URL ({e}); expected e.g. http://localhost:8000/v1"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{trimmed:?} must start with http:// or https://"));
     }
@@ -748,9 +715,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -763,10 +728,7 @@ mod tests {
 
     #[test]
     fn base_normalisation() {
-        assert_eq!(
-            normalise_base("http://h:11434", true).unwrap().0,
-            "http://h:11434/v1"
-        );
+        assert_eq!(normalise_base("http://h:11434", true).unwrap().0, "http://h:11434/v1");
         assert_eq!(
             normalise_base("http://h:11434/v1/", true).unwrap().0,
             "http://h:11434/v1"

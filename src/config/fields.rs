@@ -13,11 +13,7 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(
-        map: Mapping,
-        path: impl Into<String>,
-        errors: &'a mut Vec<(String, String)>,
-    ) -> Self {
+    pub fn new(map: Mapping, path: impl Into<String>, errors: &'a mut Vec<(String, String)>) -> Self {
         Fields {
             map,
             path: path.into(),
@@ -55,10 +51,7 @@ impl<'a> Fields<'a> {
         match scalar_string(&v) {
             Some(s) => Some(s),
             None => {
-                self.error(
-                    key,
-                    format!("expected a string, found {}", super::source::kind(&v)),
-                );
+                self.error(key, format!("expected a string, found {}", super::source::kind(&v)));
                 None
             }
         }
@@ -92,19 +85,14 @@ impl<'a> Fields<'a> {
     pub fn u64(&mut self, key: &str) -> Option<u64> {
         let v = self.take(key)?;
         let parsed = match &v {
-            Value::Number(n) => n.as_u64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                    .map(|f| f as u64)
-            }),
+            Value::Number(n) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };
         if parsed.is_none() {
-            self.error(
-                key,
-                format!("expected a whole number >= 0, found {}", describe(&v)),
-            );
+            self.error(key, format!("expected a whole number >= 0, found {}", describe(&v)));
         }
         parsed
     }
@@ -117,10 +105,7 @@ impl<'a> Fields<'a> {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(
-                key,
-                format!("expected a whole number, found {}", describe(&v)),
-            );
+            self.error(key, format!("expected a whole number, found {}", describe(&v)));
         }
         parsed
     }
@@ -137,10 +122,7 @@ impl<'a> Fields<'a> {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(
-                key,
-                format!("expected true or false, found {}", describe(&v)),
-            );
+            self.error(key, format!("expected true or false, found {}", describe(&v)));
         }
         parsed
     }
@@ -149,10 +131,7 @@ impl<'a> Fields<'a> {
     pub fn seconds(&mut self, key: &str) -> Option<Duration> {
         let x = self.f64(key)?;
         if x <= 0.0 {
-            self.error(
-                key,
-                format!("must be a positive number of seconds, found {x}"),
-            );
+            self.error(key, format!("must be a positive number of seconds, found {x}"));
             return None;
         }
         Some(Duration::from_secs_f64(x))
@@ -178,10 +157,7 @@ impl<'a> Fields<'a> {
             other => {
                 self.error(
                     key,
-                    format!(
-                        "expected a list of strings, found {}",
-                        super::source::kind(&other)
-                    ),
+                    format!("expected a list of strings, found {}", super::source::kind(&other)),
                 );
                 None
             }

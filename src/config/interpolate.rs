@@ -29,12 +29,7 @@ impl Env for std::collections::HashMap<String, String> {
 }
 
 /// Replaces references in `value` in place; returns `(path, message)` for each failure.
-pub fn interpolate(
-    value: &mut Value,
-    path: &str,
-    env: &dyn Env,
-    errors: &mut Vec<(String, String)>,
-) {
+pub fn interpolate(value: &mut Value, path: &str, env: &dyn Env, errors: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) => match expand(s, env) {
             Ok(Some(new)) => *s = new,
@@ -50,16 +45,9 @@ pub fn interpolate(
             for (k, v) in map.iter_mut() {
                 let key = match k {
                     Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
+                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
                 };
-                let child = if path.is_empty() {
-                    key
-                } else {
-                    format!("{path}.{key}")
-                };
+                let child = if path.is_empty() { key } else { format!("{path}.{key}") };
                 interpolate(v, &child, env, errors);
             }
         }
@@ -130,10 +118,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env() -> HashMap<String, String> {
-        HashMap::from([
-            ("A".to_string(), "1".to_string()),
-            ("E".to_string(), String::new()),
-        ])
+        HashMap::from([("A".to_string(), "1".to_string()), ("E".to_string(), String::new())])
     }
 
     #[test]
@@ -155,10 +140,8 @@ mod tests {
 
     #[test]
     fn reports_every_path() {
-        let mut v: Value = serde_yaml::from_str(
-            "model_list:\n- litellm_params: {api_key: os.environ/X, api_base: '${Y}'}\n",
-        )
-        .unwrap();
+        let mut v: Value =
+            serde_yaml::from_str("model_list:\n- litellm_params: {api_key: os.environ/X, api_base: '${Y}'}\n").unwrap();
         let mut errs = vec![];
         interpolate(&mut v, "", &env(), &mut errs);
         let paths: Vec<_> = errs.iter().map(|e| e.0.as_str()).collect();

@@ -118,16 +118,11 @@ impl Config {
         if let Some(mut ev) = root.remove("environment_variables") {
             let mut errs = vec![];
             interpolate::interpolate(&mut ev, "environment_variables", env, &mut errs);
-            errors.extend(
-                errs.into_iter()
-                    .map(|(p, m)| ConfigError::at(&file_of(&p), &p, m)),
-            );
+            errors.extend(errs.into_iter().map(|(p, m)| ConfigError::at(&file_of(&p), &p, m)));
             match ev {
                 Value::Mapping(m) => {
                     for (k, v) in m {
-                        if let (Some(k), Some(v)) =
-                            (fields::scalar_string(&k), fields::scalar_string(&v))
-                        {
+                        if let (Some(k), Some(v)) = (fields::scalar_string(&k), fields::scalar_string(&v)) {
                             overlay.insert(k, v);
                         }
                     }
@@ -153,10 +148,8 @@ impl Config {
         };
 
         let mut warnings = Vec::new();
-        let section = |root: &mut serde_yaml::Mapping,
-                       key: &str,
-                       errs: &mut Vec<(String, String)>| {
-            match root.remove(key) {
+        let section =
+            |root: &mut serde_yaml::Mapping, key: &str, errs: &mut Vec<(String, String)>| match root.remove(key) {
                 None | Some(Value::Null) => serde_yaml::Mapping::new(),
                 Some(Value::Mapping(m)) => m,
                 Some(other) => {
@@ -166,8 +159,7 @@ impl Config {
                     ));
                     serde_yaml::Mapping::new()
                 }
-            }
-        };
+            };
         let litellm_raw = section(&mut root, "litellm_settings", &mut errs);
         let router_raw = section(&mut root, "router_settings", &mut errs);
         let general_raw = section(&mut root, "general_settings", &mut errs);
@@ -181,10 +173,7 @@ impl Config {
             Some(other) => {
                 errs.push((
                     "model_list".into(),
-                    format!(
-                        "expected a list of deployments, found {}",
-                        source::kind(&other)
-                    ),
+                    format!("expected a list of deployments, found {}", source::kind(&other)),
                 ));
                 vec![]
             }
@@ -196,10 +185,7 @@ impl Config {
             let key = fields::scalar_string(&k).unwrap_or_default();
             warnings.push(format!("{key}: accepted but not implemented; ignored"));
         }
-        errors.extend(
-            errs.into_iter()
-                .map(|(p, m)| ConfigError::at(&file_of(&p), &p, m)),
-        );
+        errors.extend(errs.into_iter().map(|(p, m)| ConfigError::at(&file_of(&p), &p, m)));
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -224,10 +210,7 @@ struct Layered<'a> {
 
 impl Env for Layered<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        self.overlay
-            .get(name)
-            .cloned()
-            .or_else(|| self.base.get(name))
+        self.overlay.get(name).cloned().or_else(|| self.base.get(name))
     }
 }
 

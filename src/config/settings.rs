@@ -57,10 +57,8 @@ fn count_map(f: &mut Fields, key: &str, known: &[&str]) -> HashMap<String, u32> 
     }
     let (unknown, _) = inner.rest();
     for p in unknown {
-        f.errors_mut().push((
-            p,
-            format!("unknown key; expected one of {}", known.join(", ")),
-        ));
+        f.errors_mut()
+            .push((p, format!("unknown key; expected one of {}", known.join(", "))));
     }
     out
 }
@@ -85,10 +83,7 @@ fn fallback_list(f: &mut Fields, key: &str) -> Vec<(String, Vec<String>)> {
     };
     for (i, item) in maps.into_iter().enumerate() {
         let Value::Mapping(m) = item else {
-            f.error(
-                &format!("{key}[{i}]"),
-                "expected {model_group: [fallbacks]}",
-            );
+            f.error(&format!("{key}[{i}]"), "expected {model_group: [fallbacks]}");
             continue;
         };
         for (k, v) in m {
@@ -99,10 +94,7 @@ fn fallback_list(f: &mut Fields, key: &str) -> Vec<(String, Vec<String>)> {
                 Value::Sequence(s) => s.iter().filter_map(scalar_string).collect(),
                 Value::String(s) => vec![s],
                 _ => {
-                    f.error(
-                        &format!("{key}[{i}].{group}"),
-                        "expected a list of model groups",
-                    );
+                    f.error(&format!("{key}[{i}].{group}"), "expected a list of model groups");
                     continue;
                 }
             };
@@ -210,11 +202,7 @@ fn not_implemented(paths: Vec<String>, warnings: &mut Vec<String>) {
     }
 }
 
-pub fn litellm(
-    map: Mapping,
-    errs: &mut Vec<(String, String)>,
-    warnings: &mut Vec<String>,
-) -> LitellmSettings {
+pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Vec<String>) -> LitellmSettings {
     let mut f = Fields::new(map, "litellm_settings", errs);
     let mut router_keys = Mapping::new();
     for k in ROUTER_KEYS_IN_LITELLM {
@@ -223,19 +211,14 @@ pub fn litellm(
         }
     }
     let drop_params = f.bool("drop_params").unwrap_or(false);
-    let num_retries = f
-        .u64("num_retries")
-        .map(|n| n as u32)
-        .unwrap_or(DEFAULT_NUM_RETRIES);
+    let num_retries = f.u64("num_retries").map(|n| n as u32).unwrap_or(DEFAULT_NUM_RETRIES);
     let request_timeout = f
         .seconds("request_timeout")
         .unwrap_or(Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT));
     let json_logs = f.bool("json_logs").unwrap_or(false);
     // LiteLLM's debug switches have no meaning here: log levels come from RUST_LOG.
     if f.take("set_verbose").is_some() {
-        warnings.push(
-            "litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into(),
-        );
+        warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
     }
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
@@ -296,13 +279,7 @@ pub fn router(
             let path = f.path_of(&format!("model_group_alias.{name}"));
             match v {
                 Value::String(target) => {
-                    model_group_alias.insert(
-                        name,
-                        Alias {
-                            target,
-                            hidden: false,
-                        },
-                    );
+                    model_group_alias.insert(name, Alias { target, hidden: false });
                 }
                 Value::Mapping(inner) => {
                     let target = inner.get("model").and_then(scalar_string);
@@ -322,16 +299,10 @@ pub fn router(
             }
         }
     }
-    let num_retries = f
-        .u64("num_retries")
-        .map(|n| n as u32)
-        .unwrap_or(litellm.num_retries);
+    let num_retries = f.u64("num_retries").map(|n| n as u32).unwrap_or(litellm.num_retries);
     let timeout = f.seconds("timeout").unwrap_or(litellm.request_timeout);
     let stream_timeout = f.seconds("stream_timeout");
-    let cooldown_time = Duration::from_secs_f64(
-        f.non_negative("cooldown_time")
-            .unwrap_or(DEFAULT_COOLDOWN_SECS),
-    );
+    let cooldown_time = Duration::from_secs_f64(f.non_negative("cooldown_time").unwrap_or(DEFAULT_COOLDOWN_SECS));
     let disable_cooldowns = f.bool("disable_cooldowns").unwrap_or(false);
     let allowed_fails = f.u64("allowed_fails").map(|n| n as u32);
     let allowed_fails_policy = count_map(&mut f, "allowed_fails_policy", ALLOWED_FAILS_KEYS);
@@ -392,9 +363,7 @@ pub fn general(
         .or_else(|| env.get("SWITCHYARD_MASTER_KEY"))
         .or_else(|| env.get("LITELLM_MASTER_KEY"))
         .filter(|k| !k.is_empty());
-    let mb = f
-        .non_negative("max_request_size_mb")
-        .unwrap_or(DEFAULT_MAX_REQUEST_MB);
+    let mb = f.non_negative("max_request_size_mb").unwrap_or(DEFAULT_MAX_REQUEST_MB);
     let max_request_size_bytes = ((mb * 1024.0 * 1024.0) as usize).max(1024);
     let background_health_checks = f.bool("background_health_checks").unwrap_or(false);
     let health_check_interval = f

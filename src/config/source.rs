@@ -25,19 +25,12 @@ pub fn load(path: &Path) -> Result<Source, Vec<ConfigError>> {
     }
 }
 
-fn load_file(
-    path: &Path,
-    stack: &mut Vec<PathBuf>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Source> {
+fn load_file(path: &Path, stack: &mut Vec<PathBuf>, errors: &mut Vec<ConfigError>) -> Option<Source> {
     let display = path.to_path_buf();
     let canonical = match path.canonicalize() {
         Ok(p) => p,
         Err(e) => {
-            errors.push(ConfigError::file(
-                &display,
-                format!("cannot read config file: {e}"),
-            ));
+            errors.push(ConfigError::file(&display, format!("cannot read config file: {e}")));
             return None;
         }
     };
@@ -56,10 +49,7 @@ fn load_file(
     let text = match std::fs::read_to_string(&canonical) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(ConfigError::file(
-                &display,
-                format!("cannot read config file: {e}"),
-            ));
+            errors.push(ConfigError::file(&display, format!("cannot read config file: {e}")));
             return None;
         }
     };
@@ -76,10 +66,7 @@ fn load_file(
         other => {
             errors.push(ConfigError::file(
                 &display,
-                format!(
-                    "the top level must be a mapping of settings, found {}",
-                    kind(&other)
-                ),
+                format!("the top level must be a mapping of settings, found {}", kind(&other)),
             ));
             return None;
         }
@@ -111,10 +98,7 @@ fn load_file(
             return Some(src);
         }
     };
-    let base = canonical
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = canonical.parent().map(Path::to_path_buf).unwrap_or_default();
     stack.push(canonical);
     for (i, item) in list.into_iter().enumerate() {
         let Value::String(rel) = item else {

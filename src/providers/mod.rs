@@ -72,10 +72,7 @@ impl Upstream {
         let head_time = started.elapsed();
         let status = response.status();
         if status.is_success() {
-            return Ok(Reply {
-                response,
-                head_time,
-            });
+            return Ok(Reply { response, head_time });
         }
         let retry_after = response
             .headers()
@@ -129,12 +126,7 @@ fn strip_url(s: &str) -> String {
 
 /// Builds the relayed error from an upstream status and body (OpenAI's shape, or any JSON with
 /// a message, or plain text).
-pub fn upstream_error(
-    dep: &Deployment,
-    status: u16,
-    body: &[u8],
-    retry_after: Option<Duration>,
-) -> GatewayError {
+pub fn upstream_error(dep: &Deployment, status: u16, body: &[u8], retry_after: Option<Duration>) -> GatewayError {
     let mut message = None;
     let mut error_type = None;
     let mut param = None;
@@ -151,10 +143,7 @@ pub fn upstream_error(
             })
             .or_else(|| err.as_str().map(str::to_string));
         error_type = err.get("type").and_then(|t| t.as_str()).map(str::to_string);
-        param = err
-            .get("param")
-            .and_then(|t| t.as_str())
-            .map(str::to_string);
+        param = err.get("param").and_then(|t| t.as_str()).map(str::to_string);
     }
     let message = message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);

@@ -28,13 +28,7 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
             "service_tier",
             "store",
         ],
-        Groq => &[
-            "logit_bias",
-            "logprobs",
-            "top_logprobs",
-            "service_tier",
-            "store",
-        ],
+        Groq => &["logit_bias", "logprobs", "top_logprobs", "service_tier", "store"],
         Mistral => &[
             "logit_bias",
             "logprobs",
@@ -54,13 +48,7 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
             "frequency_penalty",
             "presence_penalty",
         ],
-        HuggingFace => &[
-            "logit_bias",
-            "user",
-            "service_tier",
-            "store",
-            "parallel_tool_calls",
-        ],
+        HuggingFace => &["logit_bias", "user", "service_tier", "store", "parallel_tool_calls"],
         Xai | Perplexity | Cerebras => &["logit_bias", "service_tier", "store"],
         _ => &[],
     }
@@ -148,19 +136,13 @@ pub fn chat_body(dep: &Deployment, req: &ChatRequest) -> Result<Bytes, GatewayEr
         messages: &req.messages,
         stream: req.stream,
         // OpenAI refuses stream_options on a request that does not stream.
-        stream_options: req
-            .stream_options
-            .as_ref()
-            .filter(|_| req.stream == Some(true)),
+        stream_options: req.stream_options.as_ref().filter(|_| req.stream == Some(true)),
         max_tokens: req.max_tokens.or_else(|| default_u64("max_tokens")),
         max_completion_tokens: req
             .max_completion_tokens
             .or_else(|| default_u64("max_completion_tokens"))
             .filter(|_| !dropped("max_completion_tokens")),
-        extra: Extra {
-            dep,
-            own: &req.extra,
-        },
+        extra: Extra { dep, own: &req.extra },
     };
     to_bytes(&out)
 }
@@ -170,9 +152,6 @@ pub fn passthrough_body(dep: &Deployment, req: &PassthroughRequest) -> Result<By
     to_bytes(&PassthroughOut {
         model: &dep.model,
         stream: req.stream,
-        extra: Extra {
-            dep,
-            own: &req.extra,
-        },
+        extra: Extra { dep, own: &req.extra },
     })
 }

@@ -122,14 +122,7 @@ impl Provider {
             ),
             Azure => Spec {
                 wire: Wire::Azure,
-                ..spec(
-                    "azure",
-                    None,
-                    &["AZURE_API_BASE"],
-                    &["AZURE_API_KEY"],
-                    true,
-                    false,
-                )
+                ..spec("azure", None, &["AZURE_API_BASE"], &["AZURE_API_KEY"], true, false)
             },
             AzureAi => spec(
                 "azure_ai",
@@ -207,11 +200,7 @@ impl Provider {
                 "together_ai",
                 Some("https://api.together.xyz/v1"),
                 &["TOGETHER_AI_API_BASE", "TOGETHERAI_API_BASE"],
-                &[
-                    "TOGETHERAI_API_KEY",
-                    "TOGETHER_AI_API_KEY",
-                    "TOGETHER_API_KEY",
-                ],
+                &["TOGETHERAI_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHER_API_KEY"],
                 true,
                 false,
             ),
@@ -310,10 +299,7 @@ impl Provider {
     }
 
     pub fn from_prefix(prefix: &str) -> Option<Provider> {
-        Provider::ALL
-            .iter()
-            .copied()
-            .find(|p| p.spec().prefix == prefix)
+        Provider::ALL.iter().copied().find(|p| p.spec().prefix == prefix)
     }
 
     pub fn prefix(self) -> &'static str {

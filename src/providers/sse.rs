@@ -98,9 +98,7 @@ fn contains_done(tail: &[u8], chunk: &[u8]) -> bool {
 pub fn error_event(err: &GatewayError, dialect: Dialect) -> Bytes {
     match dialect {
         Dialect::OpenAi => Bytes::from(format!("data: {}\n\n", err.openai_body())),
-        Dialect::Anthropic => {
-            Bytes::from(format!("event: error\ndata: {}\n\n", err.anthropic_body()))
-        }
+        Dialect::Anthropic => Bytes::from(format!("event: error\ndata: {}\n\n", err.anthropic_body())),
     }
 }
 
@@ -117,8 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn cut_stream_ends_with_error_event() {
-        let chunks: Vec<Result<Bytes, reqwest::Error>> =
-            vec![Ok(Bytes::from_static(b"data: {\"a\":1}\n\n"))];
+        let chunks: Vec<Result<Bytes, reqwest::Error>> = vec![Ok(Bytes::from_static(b"data: {\"a\":1}\n\n"))];
         let s = relay(
             futures_util::stream::iter(chunks),
             Duration::from_secs(1),

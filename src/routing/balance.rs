@@ -21,12 +21,7 @@ use std::sync::Arc;
 /// A candidate: the deployment and its live state.
 pub type Candidate<'a> = (&'a Arc<Deployment>, &'a DeploymentState);
 
-pub fn pick<'a>(
-    strategy: Strategy,
-    buffer: f64,
-    candidates: &[Candidate<'a>],
-    now_ms: u64,
-) -> Option<Candidate<'a>> {
+pub fn pick<'a>(strategy: Strategy, buffer: f64, candidates: &[Candidate<'a>], now_ms: u64) -> Option<Candidate<'a>> {
     if candidates.len() <= 1 {
         return candidates.first().copied();
     }
@@ -48,9 +43,7 @@ pub fn pick<'a>(
         Strategy::LeastBusy => two_choices(&pool, &mut rng, |(_, s)| {
             s.in_flight.load(std::sync::atomic::Ordering::Relaxed) as f64
         }),
-        Strategy::UsageBased => two_choices(&pool, &mut rng, |(_, s)| {
-            s.tokens_this_minute(now_ms) as f64
-        }),
+        Strategy::UsageBased => two_choices(&pool, &mut rng, |(_, s)| s.tokens_this_minute(now_ms) as f64),
         Strategy::LatencyBased => {
             let lowest = pool.iter().map(|(_, s)| s.latency_us()).min().unwrap_or(0) as f64;
             let limit = lowest * (1.0 + buffer);
@@ -62,15 +55,8 @@ pub fn pick<'a>(
             near[rng.random_range(0..near.len())]
         }
         Strategy::CostBased => {
-            let lowest = pool
-                .iter()
-                .map(|(d, _)| d.unit_cost())
-                .fold(f64::INFINITY, f64::min);
-            let cheapest: Vec<Candidate> = pool
-                .iter()
-                .copied()
-                .filter(|(d, _)| d.unit_cost() <= lowest)
-                .collect();
+            let lowest = pool.iter().map(|(d, _)| d.unit_cost()).fold(f64::INFINITY, f64::min);
+            let cheapest: Vec<Candidate> = pool.iter().copied().filter(|(d, _)| d.unit_cost() <= lowest).collect();
             cheapest[rng.random_range(0..cheapest.len())]
         }
     };
@@ -78,11 +64,8 @@ pub fn pick<'a>(
 }
 
 fn weighted_index(pool: &[Candidate], rng: &mut impl Rng) -> usize {
-    let fields: [fn(&Deployment) -> Option<f64>; 3] = [
-        |d| d.weight,
-        |d| d.rpm.map(|x| x as f64),
-        |d| d.tpm.map(|x| x as f64),
-    ];
+    let fields: [fn(&Deployment) -> Option<f64>; 3] =
+        [|d| d.weight, |d| d.rpm.map(|x| x as f64), |d| d.tpm.map(|x| x as f64)];
     let weights = fields
         .iter()
         .find_map(|f| pool.iter().map(|(d, _)| f(d)).collect::<Option<Vec<f64>>>())
@@ -101,11 +84,7 @@ fn weighted_index(pool: &[Candidate], rng: &mut impl Rng) -> usize {
 }
 
 /// Power of two choices: two distinct random candidates, the lower `load` wins (ties: the first).
-fn two_choices<'a>(
-    pool: &[Candidate<'a>],
-    rng: &mut impl Rng,
-    load: impl Fn(&Candidate) -> f64,
-) -> Candidate<'a> {
+fn two_choices<'a>(pool: &[Candidate<'a>], rng: &mut impl Rng, load: impl Fn(&Candidate) -> f64) -> Candidate<'a> {
     let i = rng.random_range(0..pool.len());
     let mut j = rng.random_range(0..pool.len() - 1);
     if j >= i {

@@ -40,8 +40,7 @@ pub fn on_failure(
         (None, None) => settings.cooldown_time,
     };
     let window_ms = duration.as_millis() as u64;
-    let (in_window, failures, requests) =
-        state.record_failure(now_ms, window_ms.max(1000), err.to_string());
+    let (in_window, failures, requests) = state.record_failure(now_ms, window_ms.max(1000), err.to_string());
     if duration.is_zero() {
         return None;
     }
@@ -59,8 +58,7 @@ pub fn on_failure(
                 class,
                 ErrorClass::RateLimit | ErrorClass::Authentication | ErrorClass::NotFound
             ) || matches!(err, GatewayError::UpstreamUnreachable { .. });
-            let rate = requests >= MIN_REQUESTS_FOR_RATE
-                && failures as f64 > FAILURE_RATE * requests as f64;
+            let rate = requests >= MIN_REQUESTS_FOR_RATE && failures as f64 > FAILURE_RATE * requests as f64;
             immediate || rate || failures > DEFAULT_ALLOWED_FAILS
         }
     };

@@ -33,12 +33,8 @@ pub fn targets(settings: &RouterSettings, group: &str, class: ErrorClass) -> Vec
 /// Whether a specific fallback list exists for this error class (retries are then skipped).
 pub fn has_specific(settings: &RouterSettings, group: &str, class: ErrorClass) -> bool {
     match class {
-        ErrorClass::ContextWindowExceeded => {
-            lookup(&settings.context_window_fallbacks, group).is_some()
-        }
-        ErrorClass::ContentPolicyViolation => {
-            lookup(&settings.content_policy_fallbacks, group).is_some()
-        }
+        ErrorClass::ContextWindowExceeded => lookup(&settings.context_window_fallbacks, group).is_some(),
+        ErrorClass::ContentPolicyViolation => lookup(&settings.content_policy_fallbacks, group).is_some(),
         _ => false,
     }
 }

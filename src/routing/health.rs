@@ -30,13 +30,7 @@ pub async fn probe(state: &AppState, d: &Deployment) -> Result<(), GatewayError>
     let timeout = d.timeout.unwrap_or(PROBE_TIMEOUT).min(PROBE_TIMEOUT);
     let reply = state
         .upstream
-        .post(
-            d,
-            url,
-            Bytes::from(body.to_string()),
-            timeout,
-            "health-check",
-        )
+        .post(d, url, Bytes::from(body.to_string()), timeout, "health-check")
         .await?;
     tokio::time::timeout(timeout, reply.response.bytes())
         .await
@@ -49,10 +43,7 @@ pub async fn probe(state: &AppState, d: &Deployment) -> Result<(), GatewayError>
 }
 
 /// Probes every deployment concurrently and records the result in its routing state.
-pub async fn probe_all(
-    state: &AppState,
-    deps: &[Arc<Deployment>],
-) -> Vec<Result<(), GatewayError>> {
+pub async fn probe_all(state: &AppState, deps: &[Arc<Deployment>]) -> Vec<Result<(), GatewayError>> {
     let results = futures_util::future::join_all(deps.iter().map(|d| probe(state, d))).await;
     for (d, r) in deps.iter().zip(&results) {
         let s = state.router.state(d);

@@ -104,8 +104,7 @@ impl ModelMap {
             })
             .collect();
         let mut wildcards = config.wildcards.clone();
-        wildcards
-            .sort_by_key(|w| std::cmp::Reverse(w.pattern.chars().filter(|c| *c != '*').count()));
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.pattern.chars().filter(|c| *c != '*').count()));
         ModelMap {
             groups,
             order,
@@ -126,12 +125,7 @@ impl ModelMap {
             .map(|(k, _)| k)
             .collect();
         aliases.sort();
-        names.extend(
-            aliases
-                .into_iter()
-                .filter(|a| !self.groups.contains_key(*a))
-                .cloned(),
-        );
+        names.extend(aliases.into_iter().filter(|a| !self.groups.contains_key(*a)).cloned());
         names
     }
 
@@ -140,11 +134,7 @@ impl ModelMap {
         if let Some(g) = self.groups.get(name) {
             return Some(g.clone());
         }
-        if let Some(g) = self
-            .aliases
-            .get(name)
-            .and_then(|(target, _)| self.groups.get(target))
-        {
+        if let Some(g) = self.aliases.get(name).and_then(|(target, _)| self.groups.get(target)) {
             return Some(g.clone());
         }
         if self.wildcards.is_empty() {
@@ -186,10 +176,7 @@ impl ModelMap {
                 Some((p, rest)) if w.templates.iter().any(|t| t.provider.prefix() == p) => {
                     (p.to_string(), rest.to_string())
                 }
-                _ => (
-                    infer_provider(&target).unwrap_or("").to_string(),
-                    target.clone(),
-                ),
+                _ => (infer_provider(&target).unwrap_or("").to_string(), target.clone()),
             };
             let Some(t) = w.templates.iter().find(|t| t.provider.prefix() == prefix) else {
                 continue;
@@ -206,9 +193,7 @@ impl ModelMap {
     /// Resolves a requested model for an endpoint, or says precisely why it cannot.
     pub fn resolve(&self, model: &str, endpoint: Endpoint) -> Result<Arc<Group>, GatewayError> {
         if let Some(g) = self.group(model) {
-            if endpoint == Endpoint::Chat
-                && g.deployments.iter().all(|d| d.mode() == Mode::Completion)
-            {
+            if endpoint == Endpoint::Chat && g.deployments.iter().all(|d| d.mode() == Mode::Completion) {
                 return Err(GatewayError::invalid_param(
                     "model",
                     format!("model={model} serves text completions only; call /v1/completions"),
@@ -249,13 +234,12 @@ impl Router {
             .deployments
             .iter()
             .map(|d| d.index + 1)
+            .chain(config.wildcards.iter().map(|w| w.index + 1))
             .max()
             .unwrap_or(0);
         Router {
             clock,
-            states: (0..n)
-                .map(|_| Arc::new(DeploymentState::default()))
-                .collect(),
+            states: (0..n).map(|_| Arc::new(DeploymentState::default())).collect(),
         }
     }
 
@@ -278,16 +262,8 @@ impl Router {
         est_tokens: u64,
     ) -> Result<Eligible<'a>, GatewayError> {
         let now = self.now_ms();
-        let all: Vec<Candidate<'a>> = group
-            .deployments
-            .iter()
-            .map(|d| (d, self.state(d).as_ref()))
-            .collect();
-        let mut live: Vec<Candidate<'a>> = all
-            .iter()
-            .copied()
-            .filter(|(_, s)| !s.is_cooled(now))
-            .collect();
+        let all: Vec<Candidate<'a>> = group.deployments.iter().map(|d| (d, self.state(d).as_ref())).collect();
+        let mut live: Vec<Candidate<'a>> = all.iter().copied().filter(|(_, s)| !s.is_cooled(now)).collect();
         if live.is_empty() {
             let soonest = all
                 .iter()
@@ -314,15 +290,11 @@ impl Router {
                 });
             }
         }
-        if matches!(
-            settings.routing_strategy,
-            Strategy::UsageBased | Strategy::LatencyBased
-        ) {
+        if matches!(settings.routing_strategy, Strategy::UsageBased | Strategy::LatencyBased) {
             let before = live.len();
             live.retain(|(d, s)| {
                 d.rpm.is_none_or(|r| s.requests_this_minute(now) < r)
-                    && d.tpm
-                        .is_none_or(|t| s.tokens_this_minute(now) + est_tokens <= t)
+                    && d.tpm.is_none_or(|t| s.tokens_this_minute(now) + est_tokens <= t)
             });
             if live.is_empty() && before > 0 {
                 return Err(GatewayError::NoDeployments {

@@ -33,12 +33,7 @@ impl DeploymentState {
     fn roll_minute(&self, now_ms: u64) {
         let minute = now_ms / 60_000 + 1;
         let seen = self.minute.load(Relaxed);
-        if seen != minute
-            && self
-                .minute
-                .compare_exchange(seen, minute, Relaxed, Relaxed)
-                .is_ok()
-        {
+        if seen != minute && self.minute.compare_exchange(seen, minute, Relaxed, Relaxed).is_ok() {
             self.requests_this_minute.store(0, Relaxed);
             self.failures_this_minute.store(0, Relaxed);
             self.tokens_this_minute.store(0, Relaxed);

@@ -48,10 +48,7 @@ pub async fn spawn_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
 }
 
 /// As `spawn`, with a routing clock the test moves by hand.
-pub async fn spawn_with_clock(
-    yaml: &str,
-    clock: std::sync::Arc<switchyard::routing::clock::ManualClock>,
-) -> Gateway {
+pub async fn spawn_with_clock(yaml: &str, clock: std::sync::Arc<switchyard::routing::clock::ManualClock>) -> Gateway {
     spawn_full(yaml, &[], Some(clock)).await
 }
 
@@ -63,18 +60,13 @@ async fn spawn_full(
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).expect("write config");
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let config = Config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("config: {e}"));
     let state = match clock {
         Some(c) => AppState::with_clock(config, c).expect("state"),
         None => AppState::new(config).expect("state"),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(switchyard::cli::serve(listener, state, async move {
@@ -107,10 +99,6 @@ pub fn user(content: &str) -> serde_json::Value {
 /// Reads an SSE body into its `data:` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
-        .filter_map(|ev| {
-            ev.lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .map(str::to_string)
-        })
+        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
         .collect()
 }

@@ -103,7 +103,8 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
+        // A thread-local RNG: uuid's own v4 asks the kernel for randomness on every request.
+        .unwrap_or_else(|| Arc::from(uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()));
     req.extensions_mut().insert(RequestCtx {
         id: id.clone(),
         started,

@@ -121,6 +121,29 @@ run stream-c1 switchyard "$GW_URL" --concurrency 1 --stream
 alive "$GW_PID" switchyard "$TMP/gateway.log"
 AFTER_RSS_KB=$(rss_kb "$GW_PID")
 
+# --- the router: a group of 4 deployments under simple-shuffle and least-busy --------------------
+# Same mock behind four entries, so only the router's choice differs from the single-deployment run.
+if [[ "${BENCH_ROUTER:-1}" == 1 ]]; then
+    for strategy in simple-shuffle least-busy; do
+        {
+            echo "model_list:"
+            for i in 1 2 3 4; do
+                printf '  - model_name: bench\n    litellm_params:\n      model: openai/bench-%s\n      api_base: http://127.0.0.1:%s/v1\n      api_key: sk-bench\n' "$i" "$MOCK_PORT"
+            done
+            printf 'router_settings:\n  routing_strategy: %s\n' "$strategy"
+        } >"$TMP/group-$strategy.yaml"
+        RT_PORT=$(bench --free-port)
+        RT_URL="http://127.0.0.1:$RT_PORT/v1/chat/completions"
+        "$BIN/switchyard" --config "$TMP/group-$strategy.yaml" --port "$RT_PORT" >"$TMP/gw-$strategy.log" 2>&1 &
+        RT_PID=$!
+        PIDS+=("$RT_PID")
+        bench --wait-ready --url "$RT_URL" --ready-timeout 30 >/dev/null
+        run c1 "group4-$strategy" "$RT_URL" --concurrency 1
+        run c64 "group4-$strategy" "$RT_URL" --concurrency 64
+        kill "$RT_PID" 2>/dev/null || true
+    done
+fi
+
 # --- optional: the LiteLLM proxy, the same way ---------------------------------------------------
 # Only runs with BENCH_LITELLM=1 and an already installed .bench/litellm-venv/bin/litellm (this
 # script never installs it).
@@ -201,6 +224,15 @@ jq -r '
           | "| \($y.scenario) | \($y.rps) | \($y.p50_us | ms) / \($y.p99_us | ms) | \(sub($y.p50_us; $x.p50_us) | sgn) / \(sub($y.p99_us; $x.p99_us) | sgn) |"
         )
       else empty end ),
+    "",
+    "",
+    "Router, group of 4 deployments (added = minus the direct run of the same concurrency):",
+    "",
+    "| strategy | concurrency | rps | p50/p99 ms | added p50 / added p99 ms |",
+    "|---|---:|---:|---:|---:|",
+    ( $r.runs | map(select(.target | startswith("group4-"))) | .[] as $g
+      | ($d | map(select(.scenario == $g.scenario)) | first) as $dd
+      | "| \($g.target | ltrimstr("group4-")) | \($g.concurrency) | \($g.rps | floor) | \($g.p50_us | ms) / \($g.p99_us | ms) | \(sub($g.p50_us; $dd.p50_us) | sgn) / \(sub($g.p99_us; $dd.p99_us) | sgn) |" ),
     "",
     "\($r.secs) s per run after \($r.warmup) s warm-up, \($r.cores) cores shared by load generator, mock and gateway; raw results: target/bench/results.json"
 ' "$RESULTS"

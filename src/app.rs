@@ -9,11 +9,13 @@
 
 use crate::api;
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Strategy};
 use crate::error::GatewayError;
 use crate::providers::Upstream;
 use crate::routing::clock::{Clock, SystemClock};
 use crate::routing::{ModelMap, Router as RouteState};
+use crate::signals::gpu::GpuSource;
+use crate::signals::Signals;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub models: ModelMap,
     /// Live per-deployment state: in flight, latency, cooldowns, health.
     pub router: RouteState,
+    /// Engine, GPU and host readings (a `local-first` router only).
+    pub signals: Option<Arc<Signals>>,
     pub upstream: Upstream,
     pub auth: Auth,
     /// Unix seconds at start-up (the `created` of listed models).
@@ -41,12 +45,27 @@ impl AppState {
 
     /// As `new`, with the routing clock given (tests move it by hand).
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, GatewayError> {
+        Self::with_parts(config, clock, None)
+    }
+
+    /// As `new`, with the clock and the GPU source given (tests script GPU readings); `gpu` of
+    /// `None` opens NVML when the router needs it.
+    pub fn with_parts(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        gpu: Option<Arc<dyn GpuSource>>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let signals = (config.router.routing_strategy == Strategy::LocalFirst).then(|| {
+            let source = gpu.map(Ok).unwrap_or_else(crate::signals::open_gpu);
+            Arc::new(Signals::new(&config, source))
+        });
         let models = ModelMap::new(&config);
         let router = RouteState::new(&config, clock);
         let auth = Auth::new(config.general.master_key.as_deref());
         Ok(Arc::new(AppState {
             models,
             router,
+            signals,
             auth,
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
@@ -83,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/readiness", get(api::health::readiness))
         .route("/health", get(api::health::health))
         .route("/model/info", get(api::admin::model_info))
+        .route("/status", get(api::admin::status))
         .route("/v1/model/info", get(api::admin::model_info))
         .route("/", get(api::health::root));
     openai

@@ -19,6 +19,12 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Whether this caller's requests may go to cloud (paid) deployments. The seam for
+    /// per-key `allow_cloud` and budget checks at the escalation step.
+    pub fn allow_cloud(&self) -> bool {
+        true
+    }
+
     pub fn is_admin(&self) -> bool {
         matches!(self, Caller::Master | Caller::Open)
     }

@@ -183,7 +183,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    let background = crate::routing::health::spawn_background(state.clone());
+    let mut background: Vec<_> = crate::routing::health::spawn_background(state.clone())
+        .into_iter()
+        .collect();
+    background.extend(crate::signals::spawn(state.clone()));
     // Each SSE chunk is its own small write: without TCP_NODELAY, Nagle's algorithm holds every
     // chunk after the first until the client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {
@@ -192,7 +195,7 @@ pub async fn serve(
     let served = axum::serve(listener, app::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
-    if let Some(task) = background {
+    for task in background {
         task.abort();
     }
     served

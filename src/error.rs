@@ -87,6 +87,14 @@ pub enum GatewayError {
     #[error("{model}: the prompt (~{tokens} tokens) exceeds the context window of every deployment (largest {limit})")]
     ContextWindowExceeded { model: String, tokens: u64, limit: u64 },
 
+    #[error("local deployments of {model} are saturated ({reason}) and it has no cloud deployment")]
+    LocalSaturated { model: String, reason: String },
+
+    #[error(
+        "{model}: only cloud deployments could serve this request and this caller is local-only (allow_cloud: false)"
+    )]
+    LocalOnly { model: String },
+
     #[error("{0}")]
     Internal(String),
 }
@@ -179,7 +187,7 @@ impl GatewayError {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ModelNotFound(_) | RouteNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ModelUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             ContextWindowExceeded { .. } => StatusCode::BAD_REQUEST,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -202,7 +210,8 @@ impl GatewayError {
             | MethodNotAllowed(_)
             | Unauthorized(_)
             | ContextWindowExceeded { .. } => Blame::Client,
-            ModelUnavailable { .. } | NoDeployments { .. } | Internal(_) => Blame::Gateway,
+            ModelUnavailable { .. } | NoDeployments { .. } | LocalSaturated { .. } | Internal(_) => Blame::Gateway,
+            LocalOnly { .. } => Blame::Client,
             // An upstream 4xx other than auth/rate-limit/timeout/not-found is the caller's request.
             Upstream { status, .. } => match status {
                 401 | 404 | 408 | 429 => Blame::Upstream,
@@ -264,7 +273,7 @@ impl GatewayError {
             UpstreamTimeout { .. } => ErrorClass::Timeout,
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => ErrorClass::InternalServer,
             NoDeployments { .. } => ErrorClass::RateLimit,
-            ModelUnavailable { .. } => ErrorClass::ServiceUnavailable,
+            ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => ErrorClass::ServiceUnavailable,
             Unauthorized(_) => ErrorClass::Authentication,
             ModelNotFound(_) | RouteNotFound(_) => ErrorClass::NotFound,
             Internal(_) => ErrorClass::InternalServer,
@@ -280,7 +289,7 @@ impl GatewayError {
             PayloadTooLarge { .. } => "invalid_request_error",
             ModelNotFound(_) | MethodNotAllowed(_) => "invalid_request_error",
             RouteNotFound(_) => "not_found_error",
-            ModelUnavailable { .. } => "service_unavailable_error",
+            ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => "service_unavailable_error",
             NoDeployments { .. } => "rate_limit_error",
             ContextWindowExceeded { .. } => "invalid_request_error",
             Unauthorized(_) => "auth_error",

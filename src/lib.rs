@@ -12,5 +12,6 @@ pub mod mock;
 pub mod pipeline;
 pub mod providers;
 pub mod routing;
+pub mod signals;
 pub mod telemetry;
 pub mod types;

@@ -44,6 +44,18 @@ pub struct Behaviour {
     pub reply: Option<String>,
     /// Keep the last requests for inspection (bounded).
     pub record: Option<bool>,
+    /// Prometheus text served at `GET /metrics` (404 when unset, unless `capacity` is set).
+    pub metrics: Option<String>,
+    /// JSON served at `GET /api/ps` (Ollama); 404 when unset.
+    pub api_ps: Option<Value>,
+    /// Number of slots listed at `GET /slots` (llama-server); 404 when unset.
+    pub slots: Option<usize>,
+    /// An engine of this many concurrent requests: more wait in a queue, and `/metrics` reports
+    /// running and waiting counts (`engine`: "vllm", the default, or "llamacpp").
+    pub capacity: Option<usize>,
+    /// With `capacity`: time each request holds its slot.
+    pub service_ms: u64,
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +70,10 @@ const MAX_RECORDED: usize = 1000;
 #[derive(Default)]
 struct MockState {
     behaviour: Mutex<Behaviour>,
+    /// (capacity, its semaphore) while `capacity` is set.
+    engine: Mutex<Option<(usize, Arc<tokio::sync::Semaphore>)>>,
+    running: AtomicU64,
+    waiting: AtomicU64,
     recorded: Mutex<Vec<Recorded>>,
     hits: AtomicU64,
     name: String,
@@ -133,6 +149,9 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/metrics", get(metrics))
+        .route("/api/ps", get(api_ps))
+        .route("/slots", get(slots))
         .route("/__mock/behaviour", post(set_behaviour))
         .route("/__mock/stats", get(stats))
         .with_state(state)
@@ -141,6 +160,43 @@ fn router(state: Arc<MockState>) -> Router {
 async fn set_behaviour(State(st): State<Arc<MockState>>, Json(b): Json<Behaviour>) -> StatusCode {
     *lock(&st.behaviour) = b;
     StatusCode::NO_CONTENT
+}
+
+async fn metrics(State(st): State<Arc<MockState>>) -> Response {
+    let b = lock(&st.behaviour).clone();
+    if let Some(text) = b.metrics {
+        return text.into_response();
+    }
+    if b.capacity.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let (run, wait) = (st.running.load(Ordering::Relaxed), st.waiting.load(Ordering::Relaxed));
+    let text = match b.engine.as_deref() {
+        Some("llamacpp") => format!("llamacpp:requests_processing {run}\nllamacpp:requests_deferred {wait}\n"),
+        _ => format!(
+            "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"m\"}} {run}\nvllm:num_requests_waiting{{model_name=\"m\"}} {wait}\nvllm:kv_cache_usage_perc{{model_name=\"m\"}} 0.1\n"
+        ),
+    };
+    text.into_response()
+}
+
+async fn api_ps(State(st): State<Arc<MockState>>) -> Response {
+    match lock(&st.behaviour).api_ps.clone() {
+        Some(v) => Json(v).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn slots(State(st): State<Arc<MockState>>) -> Response {
+    match lock(&st.behaviour).slots {
+        Some(n) => Json(
+            (0..n)
+                .map(|i| json!({"id": i, "is_processing": false}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {
@@ -193,6 +249,26 @@ async fn prelude(st: &MockState, path: &str, headers: HeaderMap, body: &Bytes) -
     }
     if b.hang {
         std::future::pending::<()>().await;
+    }
+    if let Some(cap) = b.capacity {
+        let sem = {
+            let mut e = lock(&st.engine);
+            match &*e {
+                Some((c, s)) if *c == cap => s.clone(),
+                _ => {
+                    let s = Arc::new(tokio::sync::Semaphore::new(cap.max(1)));
+                    *e = Some((cap, s.clone()));
+                    s
+                }
+            }
+        };
+        st.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = sem.acquire_owned().await;
+        st.waiting.fetch_sub(1, Ordering::Relaxed);
+        st.running.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(b.service_ms)).await;
+        st.running.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
     }
     if b.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(b.latency_ms)).await;

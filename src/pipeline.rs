@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::config::{Deployment, Strategy};
 use crate::error::{Dialect, ErrorClass, GatewayError};
 use crate::providers::{openai, sse};
+use crate::routing::local_first::{self, Route};
 use crate::routing::state::InFlight;
 use crate::routing::{balance, cooldown, fallback, Group};
 use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
@@ -62,6 +63,14 @@ impl Call {
         }
     }
 
+    /// The completion budget the client asked for (0 when it did not say).
+    fn max_tokens(&self) -> u64 {
+        match self {
+            Call::Chat(r) => r.max_tokens.or(r.max_completion_tokens).unwrap_or(0),
+            Call::Passthrough(_, r) => r.extra.get("max_tokens").and_then(Value::as_u64).unwrap_or(0),
+        }
+    }
+
     /// A rough prompt size (4 characters a token) for context-window and tpm checks.
     fn estimated_tokens(&self) -> u64 {
         let chars: usize = match self {
@@ -104,6 +113,9 @@ pub struct Outcome {
     pub retries: u32,
     pub fallbacks: u32,
     pub content_type: Option<http::HeaderValue>,
+    /// Where it was served and, under local-first, why there.
+    pub route: Option<Route>,
+    pub reason: Option<String>,
 }
 
 const INITIAL_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -144,7 +156,22 @@ struct Tally {
     upstream_time: Duration,
 }
 
-pub async fn run(state: &AppState, call: Call, request_id: &str, dialect: Dialect) -> Result<Outcome, GatewayError> {
+/// Who is asking and how to answer: what every attempt of one request shares.
+pub struct RequestCtx<'a> {
+    pub request_id: &'a str,
+    pub dialect: Dialect,
+    /// `false` for a local-only caller: no cloud deployment, even on escalation or fallback.
+    pub allow_cloud: bool,
+}
+
+struct Req<'a> {
+    call: &'a Call,
+    opts: &'a Options,
+    ctx: &'a RequestCtx<'a>,
+}
+
+pub async fn run(state: &AppState, call: Call, ctx: &RequestCtx<'_>) -> Result<Outcome, GatewayError> {
+    let request_id = ctx.request_id;
     let endpoint = call.endpoint();
     let first = state.models.resolve(call.model(), endpoint)?;
     let opts = Options::from(call.extra());
@@ -153,16 +180,25 @@ pub async fn run(state: &AppState, call: Call, request_id: &str, dialect: Dialec
         retries: 0,
         upstream_time: Duration::ZERO,
     };
+    let req = Req {
+        call: &call,
+        opts: &opts,
+        ctx,
+    };
+    // local-first serves a saturated local group anyway unless there is somewhere else to go.
+    let has_fallbacks = !opts.disable_fallbacks
+        && opts.fallbacks.as_ref().map_or_else(
+            || !fallback::targets(settings, &first.name, ErrorClass::ServiceUnavailable).is_empty(),
+            |f| !f.is_empty(),
+        );
 
     let mut err = match try_group(
         state,
-        &call,
+        &req,
         &first,
-        &opts,
-        request_id,
-        dialect,
         &mut tally,
         opts.mock_fail_first_group,
+        has_fallbacks,
     )
     .await
     {
@@ -199,7 +235,7 @@ pub async fn run(state: &AppState, call: Call, request_id: &str, dialect: Dialec
         };
         used += 1;
         tracing::info!(request_id, from = %first.name, to = %group.name, error = %err, "falling back");
-        match try_group(state, &call, &group, &opts, request_id, dialect, &mut tally, false).await {
+        match try_group(state, &req, &group, &mut tally, false, false).await {
             Ok(o) => return Ok(finish(o, &tally, used)),
             Err(e) => err = e,
         }
@@ -215,37 +251,85 @@ fn finish(mut o: Outcome, tally: &Tally, fallbacks: u32) -> Outcome {
 }
 
 /// Tries one model group with retries; the error is the last attempt's.
-#[allow(clippy::too_many_arguments)]
 async fn try_group(
     state: &AppState,
-    call: &Call,
+    req: &Req<'_>,
     group: &Arc<Group>,
-    opts: &Options,
-    request_id: &str,
-    dialect: Dialect,
     tally: &mut Tally,
     mock_fail: bool,
+    has_fallbacks: bool,
 ) -> Result<Outcome, GatewayError> {
+    let (call, opts, request_id, dialect) = (req.call, req.opts, req.ctx.request_id, req.ctx.dialect);
     let settings = &state.config.router;
     let router = &state.router;
     let est_tokens = call.estimated_tokens();
+    let size_tokens = est_tokens + call.max_tokens();
     let mut tried: Vec<usize> = Vec::new();
     let mut retries_here = 0u32;
+    let mut last_failure: Option<String> = None;
     loop {
         let eligible = router.eligible(settings, group, &tried, est_tokens)?;
-        let (dep, _) = balance::pick(
-            settings.routing_strategy,
-            settings.lowest_latency_buffer,
-            &eligible.candidates,
-            router.now_ms(),
-        )
-        .ok_or_else(|| GatewayError::ModelUnavailable {
-            model: group.name.clone(),
-            reason: "the group has no deployments".into(),
-        })?;
-        let dep = dep.clone();
+        let mut candidates = eligible.candidates;
+        if !req.ctx.allow_cloud {
+            candidates.retain(|(d, _)| d.is_local());
+            if candidates.is_empty() {
+                return Err(GatewayError::LocalOnly {
+                    model: group.name.clone(),
+                });
+            }
+        }
+        let now = router.now_ms();
+        let (dep, route, reason) = match (&state.signals, settings.routing_strategy) {
+            (Some(signals), Strategy::LocalFirst) => {
+                match local_first::choose(&settings.local_first, signals, &candidates, size_tokens, now) {
+                    Ok(c) => {
+                        // After a failure the reason is the failure, not the absence of a local.
+                        let reason = match (c.route, &last_failure) {
+                            (Route::Cloud, Some(f)) => f.clone(),
+                            _ => c.reason,
+                        };
+                        (c.candidate.0.clone(), c.route, Some(reason))
+                    }
+                    Err(sat) if has_fallbacks => {
+                        return Err(GatewayError::LocalSaturated {
+                            model: group.name.clone(),
+                            reason: sat.reason,
+                        })
+                    }
+                    Err(sat) => {
+                        // Nowhere else to go: queue on the least busy local deployment.
+                        let c = candidates
+                            .iter()
+                            .min_by_key(|(_, s)| s.in_flight.load(std::sync::atomic::Ordering::Relaxed))
+                            .copied()
+                            .ok_or_else(|| GatewayError::LocalSaturated {
+                                model: group.name.clone(),
+                                reason: sat.reason.clone(),
+                            })?;
+                        (
+                            c.0.clone(),
+                            Route::Local,
+                            Some(format!("saturated_no_cloud:{}", sat.reason)),
+                        )
+                    }
+                }
+            }
+            _ => {
+                let (d, _) = balance::pick(
+                    settings.routing_strategy,
+                    settings.lowest_latency_buffer,
+                    &candidates,
+                    now,
+                )
+                .ok_or_else(|| GatewayError::ModelUnavailable {
+                    model: group.name.clone(),
+                    reason: "the group has no deployments".into(),
+                })?;
+                (d.clone(), Route::of(d), None)
+            }
+        };
         let dep_state = Arc::clone(router.state(&dep));
-        drop(eligible);
+        drop(candidates);
 
         dep_state.start(router.now_ms(), est_tokens);
         let guard = InFlight(dep_state.clone());
@@ -267,8 +351,10 @@ async fn try_group(
         let spent = started.elapsed();
         tally.upstream_time += spent;
         let err = match result {
-            Ok(outcome) => {
+            Ok(mut outcome) => {
                 dep_state.record_latency(spent.as_micros() as u64);
+                outcome.route = Some(route);
+                outcome.reason = reason;
                 return Ok(outcome);
             }
             Err(e) => e,
@@ -286,6 +372,7 @@ async fn try_group(
             router.now_ms(),
         );
         tried.push(dep.index);
+        last_failure = Some(format!("{}_failed={}", route.as_str(), err.status().as_u16()));
 
         let class = err.class();
         let allowed = opts
@@ -369,7 +456,13 @@ async fn attempt(
                 })
             }
             Ok(Some(Err(e))) => return Err(crate::providers::transport_error(dep, e, timeout)),
-            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Ok(chunk))) => {
+                state
+                    .router
+                    .state(dep)
+                    .record_ttft(started.elapsed().as_micros() as u64);
+                chunk
+            }
         };
         let rest = futures_util::stream::once(async move { Ok(first) }).chain(upstream);
         let relay = sse::relay(rest, timeout, dep.label(), dialect, Some(Box::new(guard)));
@@ -400,6 +493,8 @@ async fn attempt(
         upstream_time: started.elapsed(),
         retries: 0,
         fallbacks: 0,
+        route: None,
+        reason: None,
         content_type,
     })
 }
@@ -464,6 +559,8 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
         upstream_time: Duration::ZERO,
         retries: 0,
         fallbacks: 0,
+        route: None,
+        reason: None,
         content_type: None,
     }
 }

@@ -116,3 +116,74 @@ fn describe(state: &AppState, d: &Deployment) -> Value {
     );
     json!({"model_name": d.model_name, "litellm_params": params, "model_info": info})
 }
+
+/// `GET /status` (master key): every signal with its age, and each deployment's routing state.
+pub async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match state.auth.authenticate(&headers) {
+        Ok(c) if c.is_admin() => {}
+        Ok(_) => return GatewayError::Unauthorized("/status needs the master key".into()).into_response(),
+        Err(e) => return e.into_response(),
+    }
+    let now = state.router.now_ms();
+    let age = |at: u64| {
+        if at == 0 {
+            Value::Null
+        } else {
+            Value::from(now.saturating_sub(at))
+        }
+    };
+    let lf = &state.config.router.local_first;
+    let deployments: Vec<Value> = state
+        .config
+        .deployments
+        .iter()
+        .map(|d| {
+            let s = state.router.state(d);
+            let engine = state.signals.as_ref().and_then(|sig| sig.engine(d.index)).map(|e| {
+                let snap = e.snapshot();
+                json!({
+                    "kind": e.kind(),
+                    "metrics_url": e.metrics_url,
+                    "age_ms": age(snap.at_ms),
+                    "stale": snap.at_ms == 0 || now.saturating_sub(snap.at_ms) > lf.stale_after_ms,
+                    "reading": snap,
+                })
+            });
+            json!({
+                "model_name": d.model_name,
+                "id": d.id,
+                "model": d.litellm_model,
+                "api_base": d.api_base,
+                "local": d.is_local(),
+                "engine": engine,
+                "in_flight": s.in_flight.load(Relaxed),
+                "ttft_ewma_ms": s.ttft_us() as f64 / 1000.0,
+                "latency_ewma_ms": s.latency_us() as f64 / 1000.0,
+                "saturated": s.saturated.load(Relaxed),
+                "cooldown_remaining_s": s.cooled_until_ms.load(Relaxed).saturating_sub(now) as f64 / 1000.0,
+                "healthy": s.is_healthy(),
+            })
+        })
+        .collect();
+    let (gpu, host) = match &state.signals {
+        Some(sig) => {
+            let g = sig.gpu();
+            let h = sig.host();
+            (
+                json!({"available": sig.gpu_note.is_none(), "note": sig.gpu_note, "age_ms": age(g.at_ms), "error": g.error, "gpus": g.gpus}),
+                json!({"age_ms": age(h.at_ms), "reading": h}),
+            )
+        }
+        None => (
+            json!({"available": false, "note": "signals are read only with routing_strategy: local-first"}),
+            Value::Null,
+        ),
+    };
+    Json(json!({
+        "routing_strategy": format!("{:?}", state.config.router.routing_strategy),
+        "gpu": gpu,
+        "host": host,
+        "deployments": deployments,
+    }))
+    .into_response()
+}

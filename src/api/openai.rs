@@ -53,7 +53,7 @@ async fn handle(state: &AppState, req: Request, parse: impl FnOnce(&[u8]) -> Res
         return GatewayError::Internal("request context missing".into()).into_response();
     };
     let result = async {
-        state.auth.authenticate(&parts.headers)?;
+        let caller = state.auth.authenticate(&parts.headers)?;
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
         let call = parse(&bytes)?;
         if call_model_is_empty(&call) {
@@ -62,7 +62,12 @@ async fn handle(state: &AppState, req: Request, parse: impl FnOnce(&[u8]) -> Res
                 "`model` must name a model; call /v1/models to list them",
             ));
         }
-        pipeline::run(state, call, &ctx.id, Dialect::OpenAi).await
+        let rctx = pipeline::RequestCtx {
+            request_id: &ctx.id,
+            dialect: Dialect::OpenAi,
+            allow_cloud: state.config.router.local_first.allow_cloud && caller.allow_cloud(),
+        };
+        pipeline::run(state, call, &rctx).await
     }
     .await;
     match result {
@@ -103,6 +108,13 @@ pub fn respond(outcome: Outcome, ctx: &RequestCtx) -> Response {
         h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
     insert(h, "x-litellm-model-id", &dep.id);
+    let route = outcome
+        .route
+        .unwrap_or_else(|| crate::routing::local_first::Route::of(dep));
+    h.insert("x-switchyard-route", HeaderValue::from_static(route.as_str()));
+    if let Some(reason) = &outcome.reason {
+        insert(h, "x-switchyard-reason", reason);
+    }
     insert(h, "x-litellm-model-group", &dep.model_name);
     insert(h, "x-litellm-model-api-base", &dep.api_base);
     insert(h, "x-litellm-attempted-retries", &outcome.retries.to_string());

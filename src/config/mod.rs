@@ -12,7 +12,7 @@ mod settings;
 pub mod source;
 
 pub use deployment::{concretize, Deployment, DisabledDeployment, Mode, ModelInfo, Wildcard};
-pub use settings::{Alias, GeneralSettings, LitellmSettings, RouterSettings, Strategy};
+pub use settings::{Alias, GeneralSettings, LitellmSettings, LocalFirstSettings, RouterSettings, Strategy};
 
 use interpolate::{Env, ProcessEnv};
 use serde_yaml::Value;

@@ -147,6 +147,7 @@ pub struct RouterSettings {
     pub enable_pre_call_checks: bool,
     /// latency-based-routing: pick among deployments within (1 + buffer) x the lowest latency.
     pub lowest_latency_buffer: f64,
+    pub local_first: LocalFirstSettings,
     /// Keys read by the router's later stages, kept as written.
     pub rest: Mapping,
 }
@@ -158,6 +159,106 @@ pub enum Strategy {
     LatencyBased,
     UsageBased,
     CostBased,
+    /// switchyard's own: local deployments while they have room, else the cloud.
+    LocalFirst,
+}
+
+/// `router_settings.local_first`: when a local deployment counts as saturated.
+///
+/// Engine signals (queue, KV cache, TTFT, GPU hazards) enter "saturated" at the `*_enter`
+/// value and leave it only below the `*_leave` value and after `min_dwell_ms`, so routing does not
+/// flap on noisy gauges. Our own in-flight count against the engine's slots is exact and applies
+/// at once, both ways.
+#[derive(Debug, Clone)]
+pub struct LocalFirstSettings {
+    pub queue_enter: f64,
+    pub queue_leave: f64,
+    pub kv_enter: f64,
+    pub kv_leave: f64,
+    pub ttft_enter_ms: f64,
+    pub ttft_leave_ms: f64,
+    pub min_dwell_ms: u64,
+    /// Prompt estimate + max_tokens above this goes to the cloud ("cheap" requests stay local).
+    pub cheap_max_tokens: u64,
+    /// Concurrent requests a local engine takes when it does not say (Ollama's default is 1).
+    pub default_parallel: u64,
+    /// A reading older than this counts as unknown.
+    pub stale_after_ms: u64,
+    pub engine_poll_ms: u64,
+    pub gpu_poll_ms: u64,
+    pub max_gpu_temp_c: u32,
+    /// VRAM held by processes other than the engine that makes the GPU count as contended.
+    pub max_foreign_vram_mb: Option<u64>,
+    /// `false`: never send a request to a cloud deployment (a local-only gateway).
+    pub allow_cloud: bool,
+}
+
+impl Default for LocalFirstSettings {
+    fn default() -> Self {
+        LocalFirstSettings {
+            queue_enter: 4.0,
+            queue_leave: 1.0,
+            kv_enter: 0.90,
+            kv_leave: 0.75,
+            ttft_enter_ms: 3000.0,
+            ttft_leave_ms: 1500.0,
+            min_dwell_ms: 2000,
+            cheap_max_tokens: 32768,
+            default_parallel: 1,
+            stale_after_ms: 1000,
+            engine_poll_ms: 200,
+            gpu_poll_ms: 1000,
+            max_gpu_temp_c: 90,
+            max_foreign_vram_mb: None,
+            allow_cloud: true,
+        }
+    }
+}
+
+fn local_first(f: &mut Fields, warnings: &mut Vec<String>) -> LocalFirstSettings {
+    let mut s = LocalFirstSettings::default();
+    let Some(m) = f.mapping("local_first") else { return s };
+    let path = f.path_of("local_first");
+    let mut l = Fields::new(m, path, f.errors_mut());
+    let ratio = |l: &mut Fields, k: &str, d: f64| {
+        let v = l.non_negative(k).unwrap_or(d);
+        if v > 1.0 {
+            l.error(k, format!("is a fraction of the KV cache between 0 and 1, found {v}"));
+        }
+        v
+    };
+    s.queue_enter = l.non_negative("queue_enter").unwrap_or(s.queue_enter);
+    s.queue_leave = l.non_negative("queue_leave").unwrap_or(s.queue_leave);
+    s.kv_enter = ratio(&mut l, "kv_enter", s.kv_enter);
+    s.kv_leave = ratio(&mut l, "kv_leave", s.kv_leave);
+    s.ttft_enter_ms = l.non_negative("ttft_enter_ms").unwrap_or(s.ttft_enter_ms);
+    s.ttft_leave_ms = l.non_negative("ttft_leave_ms").unwrap_or(s.ttft_leave_ms);
+    s.min_dwell_ms = l.u64("min_dwell_ms").unwrap_or(s.min_dwell_ms);
+    s.cheap_max_tokens = l.u64("cheap_max_tokens").unwrap_or(s.cheap_max_tokens);
+    s.default_parallel = l.u64("default_parallel").unwrap_or(s.default_parallel).max(1);
+    s.stale_after_ms = l.u64("stale_after_ms").unwrap_or(s.stale_after_ms);
+    s.engine_poll_ms = l.u64("engine_poll_ms").unwrap_or(s.engine_poll_ms).max(10);
+    s.gpu_poll_ms = l.u64("gpu_poll_ms").unwrap_or(s.gpu_poll_ms).max(100);
+    s.max_gpu_temp_c = l.u64("max_gpu_temp_c").map(|t| t as u32).unwrap_or(s.max_gpu_temp_c);
+    s.max_foreign_vram_mb = l.u64("max_foreign_vram_mb");
+    s.allow_cloud = l.bool("allow_cloud").unwrap_or(true);
+    for (lo, hi, name) in [
+        (s.queue_leave, s.queue_enter, "queue"),
+        (s.kv_leave, s.kv_enter, "kv"),
+        (s.ttft_leave_ms, s.ttft_enter_ms, "ttft"),
+    ] {
+        if lo > hi {
+            l.error(
+                &format!("{name}_leave"),
+                format!("must not exceed {name}_enter ({lo} > {hi})"),
+            );
+        }
+    }
+    let (paths, _) = l.rest();
+    for p in paths {
+        warnings.push(format!("{p}: unknown local_first setting; ignored"));
+    }
+    s
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +288,7 @@ const ROUTER_KEYS_IN_LITELLM: &[&str] = &[
 
 /// Strategies LiteLLM documents; a value outside this list is an error.
 pub const ROUTING_STRATEGIES: &[&str] = &[
+    "local-first",
     "simple-shuffle",
     "least-busy",
     "latency-based-routing",
@@ -252,6 +354,7 @@ pub fn router(
         Some("latency-based-routing") => Strategy::LatencyBased,
         Some("usage-based-routing") | Some("usage-based-routing-v2") => Strategy::UsageBased,
         Some("cost-based-routing") => Strategy::CostBased,
+        Some("local-first") => Strategy::LocalFirst,
         Some(s @ "provider-budget-routing") => {
             warnings.push(format!(
                 "router_settings.routing_strategy: {s:?} is not implemented yet; using simple-shuffle"
@@ -326,6 +429,7 @@ pub fn router(
         let (paths, _) = a.rest();
         not_implemented(paths, warnings);
     }
+    let local_first = local_first(&mut f, warnings);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     RouterSettings {
@@ -347,6 +451,7 @@ pub fn router(
         max_fallbacks,
         enable_pre_call_checks,
         lowest_latency_buffer,
+        local_first,
         rest,
     }
 }

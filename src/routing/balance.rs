@@ -39,7 +39,7 @@ pub fn pick<'a>(strategy: Strategy, buffer: f64, candidates: &[Candidate<'a>], n
     }
     let mut rng = rand::rng();
     let chosen = match strategy {
-        Strategy::SimpleShuffle => pool[weighted_index(&pool, &mut rng)],
+        Strategy::SimpleShuffle | Strategy::LocalFirst => pool[weighted_index(&pool, &mut rng)],
         Strategy::LeastBusy => two_choices(&pool, &mut rng, |(_, s)| {
             s.in_flight.load(std::sync::atomic::Ordering::Relaxed) as f64
         }),

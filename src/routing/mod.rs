@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cooldown;
 pub mod fallback;
 pub mod health;
+pub mod local_first;
 pub mod state;
 
 use crate::config::{concretize, Config, Deployment, Mode, RouterSettings, Strategy, Wildcard};

@@ -23,6 +23,11 @@ pub struct DeploymentState {
     fails_in_window: AtomicU64,
     /// Set by background health checks.
     unhealthy: AtomicBool,
+    /// EWMA time to first chunk of streams, microseconds; 0 = never measured.
+    ttft_ewma_us: AtomicU64,
+    /// local-first: inside "saturated" (hysteresis), and since when (clock ms).
+    pub saturated: AtomicBool,
+    pub saturated_since_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -60,6 +65,20 @@ impl DeploymentState {
             (ALPHA * micros as f64 + (1.0 - ALPHA) * old as f64) as u64
         };
         self.latency_ewma_us.store(new.max(1), Relaxed);
+    }
+
+    pub fn record_ttft(&self, micros: u64) {
+        let old = self.ttft_ewma_us.load(Relaxed);
+        let new = if old == 0 {
+            micros
+        } else {
+            (ALPHA * micros as f64 + (1.0 - ALPHA) * old as f64) as u64
+        };
+        self.ttft_ewma_us.store(new.max(1), Relaxed);
+    }
+
+    pub fn ttft_us(&self) -> u64 {
+        self.ttft_ewma_us.load(Relaxed)
     }
 
     pub fn latency_us(&self) -> u64 {

@@ -52,20 +52,44 @@ pub async fn spawn_with_clock(yaml: &str, clock: std::sync::Arc<switchyard::rout
     spawn_full(yaml, &[], Some(clock)).await
 }
 
+/// As `spawn`, with a hand-moved clock and scripted GPU readings.
+pub async fn spawn_scripted(
+    yaml: &str,
+    clock: std::sync::Arc<switchyard::routing::clock::ManualClock>,
+    gpu: std::sync::Arc<switchyard::signals::gpu::ScriptedGpu>,
+) -> Gateway {
+    spawn_inner(yaml, &[], Some(clock), Some(gpu)).await
+}
+
 async fn spawn_full(
     yaml: &str,
     env: &[(&str, &str)],
     clock: Option<std::sync::Arc<switchyard::routing::clock::ManualClock>>,
+) -> Gateway {
+    spawn_inner(yaml, env, clock, None).await
+}
+
+async fn spawn_inner(
+    yaml: &str,
+    env: &[(&str, &str)],
+    clock: Option<std::sync::Arc<switchyard::routing::clock::ManualClock>>,
+    gpu: Option<std::sync::Arc<switchyard::signals::gpu::ScriptedGpu>>,
 ) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).expect("write config");
     let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let config = Config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("config: {e}"));
-    let state = match clock {
-        Some(c) => AppState::with_clock(config, c).expect("state"),
-        None => AppState::new(config).expect("state"),
+    let clock: std::sync::Arc<dyn switchyard::routing::clock::Clock> = match clock {
+        Some(c) => c,
+        None => std::sync::Arc::new(switchyard::routing::clock::SystemClock::default()),
     };
+    // Tests never open NVML: without a scripted source they run as a host without a driver.
+    let gpu: std::sync::Arc<dyn switchyard::signals::gpu::GpuSource> = match gpu {
+        Some(g) => g,
+        None => std::sync::Arc::new(switchyard::signals::gpu::ScriptedGpu::new(vec![])),
+    };
+    let state = AppState::with_parts(config, clock, Some(gpu)).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -180,8 +180,12 @@ pub struct LocalFirstSettings {
     pub min_dwell_ms: u64,
     /// Prompt estimate + max_tokens above this goes to the cloud ("cheap" requests stay local).
     pub cheap_max_tokens: u64,
-    /// Concurrent requests a local engine takes when it does not say (Ollama's default is 1).
+    /// Concurrent requests a local engine takes when it does not say (Ollama's default is 1);
+    /// `model_info.max_parallel` sets it per deployment.
     pub default_parallel: u64,
+    /// Requests allowed to wait beyond an engine's slots before escalating: worth it while a
+    /// slot frees up sooner than the cloud answers (0 = escalate as soon as the slots are full).
+    pub max_local_queue: u64,
     /// A reading older than this counts as unknown.
     pub stale_after_ms: u64,
     pub engine_poll_ms: u64,
@@ -205,6 +209,7 @@ impl Default for LocalFirstSettings {
             min_dwell_ms: 2000,
             cheap_max_tokens: 32768,
             default_parallel: 1,
+            max_local_queue: 0,
             stale_after_ms: 1000,
             engine_poll_ms: 200,
             gpu_poll_ms: 1000,
@@ -236,6 +241,7 @@ fn local_first(f: &mut Fields, warnings: &mut Vec<String>) -> LocalFirstSettings
     s.min_dwell_ms = l.u64("min_dwell_ms").unwrap_or(s.min_dwell_ms);
     s.cheap_max_tokens = l.u64("cheap_max_tokens").unwrap_or(s.cheap_max_tokens);
     s.default_parallel = l.u64("default_parallel").unwrap_or(s.default_parallel).max(1);
+    s.max_local_queue = l.u64("max_local_queue").unwrap_or(s.max_local_queue);
     s.stale_after_ms = l.u64("stale_after_ms").unwrap_or(s.stale_after_ms);
     s.engine_poll_ms = l.u64("engine_poll_ms").unwrap_or(s.engine_poll_ms).max(10);
     s.gpu_poll_ms = l.u64("gpu_poll_ms").unwrap_or(s.gpu_poll_ms).max(100);

@@ -61,6 +61,7 @@ pub struct Saturated {
 /// The pressure verdict for one local deployment now.
 pub fn assess(
     s: &LocalFirstSettings,
+    max_parallel: Option<u64>,
     kind: EngineKind,
     snap: &EngineSnapshot,
     gpu: &GpuSnapshot,
@@ -70,13 +71,12 @@ pub fn assess(
     let fresh = snap.at_ms > 0 && now_ms.saturating_sub(snap.at_ms) <= s.stale_after_ms;
     let in_flight = state.in_flight.load(Relaxed).max(0) as u64;
     // Capacity: exact and immediate both ways.
-    let slots = if fresh {
-        snap.slots
-            .or(matches!(kind, EngineKind::Ollama | EngineKind::Llamacpp).then_some(s.default_parallel))
-    } else {
-        Some(snap.slots.unwrap_or(s.default_parallel))
+    let slots = match (fresh, snap.slots.or(max_parallel)) {
+        (_, Some(n)) => Some(n),
+        (true, None) => matches!(kind, EngineKind::Ollama | EngineKind::Llamacpp).then_some(s.default_parallel),
+        (false, None) => Some(s.default_parallel),
     };
-    if let Some(p) = slots {
+    if let Some(p) = slots.map(|n| n + s.max_local_queue) {
         if in_flight >= p {
             let stale = if fresh { "" } else { ",stale_signals" };
             return Err(format!("in_flight={in_flight}>={p}{stale}"));
@@ -195,7 +195,8 @@ pub fn choose<'a>(
             Some(e) => (e.kind(), e.snapshot()),
             None => (EngineKind::Unknown, EngineSnapshot::default()),
         };
-        match assess(s, kind, &snap, &gpu, st, now_ms) {
+        let max_parallel = d.model_info.extra.get("max_parallel").and_then(|v| v.as_u64());
+        match assess(s, max_parallel, kind, &snap, &gpu, st, now_ms) {
             Ok(()) => ready.push((c, st.in_flight.load(Relaxed) as f64 + snap.waiting.unwrap_or(0.0))),
             Err(r) => reasons.push(r),
         }

@@ -1,9 +1,5 @@
 use clap::Parser;
 use std::process::ExitCode;
-
-// malloc/free were ~10% of the gateway's CPU under load with the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchyard::app::AppState;
 use switchyard::cli::{self, Cli, Command};
 use switchyard::config::Config;

@@ -111,6 +111,7 @@ pub fn describe(config: &Config) -> String {
             groups.push(&d.model_name);
         }
     }
+    let _ = writeln!(out, "routing strategy: {:?}", config.router.routing_strategy);
     let _ = writeln!(out, "model groups ({}):", groups.len());
     for g in groups {
         let _ = writeln!(out, "  {g}");

@@ -92,6 +92,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/completions", post(api::openai::completions))
         .route("/v1/embeddings", post(api::openai::embeddings))
         .route("/embeddings", post(api::openai::embeddings))
+        .route("/v1/messages", post(api::anthropic::messages))
+        .route("/v1/messages/count_tokens", post(api::anthropic::count_tokens))
         .route("/v1/models", get(api::openai::list_models))
         .route("/models", get(api::openai::list_models))
         .route("/v1/models/{*id}", get(api::openai::get_model))

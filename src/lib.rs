@@ -14,4 +14,5 @@ pub mod providers;
 pub mod routing;
 pub mod signals;
 pub mod telemetry;
+pub mod translate;
 pub mod types;

@@ -16,10 +16,12 @@
 use crate::app::AppState;
 use crate::config::{Deployment, Strategy};
 use crate::error::{Dialect, ErrorClass, GatewayError};
+use crate::providers::spec::Wire;
 use crate::providers::{openai, sse};
 use crate::routing::local_first::{self, Route};
 use crate::routing::state::InFlight;
 use crate::routing::{balance, cooldown, fallback, Group};
+use crate::translate::{self, anthropic};
 use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
 use axum::body::Body;
 use bytes::Bytes;
@@ -89,7 +91,14 @@ impl Call {
     }
 
     fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, &'d str), GatewayError> {
+        let anthropic = dep.provider.spec().wire == Wire::Anthropic;
         match self {
+            Call::Chat(r) if anthropic => Ok((anthropic::request_from_canonical(dep, r)?, dep.chat_url.as_str())),
+            Call::Passthrough(e, _) if anthropic => Err(GatewayError::invalid(format!(
+                "{} serves the Messages API only; {} is not available there",
+                dep.label(),
+                e.route()
+            ))),
             Call::Chat(r) => Ok((openai::chat_body(dep, r)?, dep.chat_url.as_str())),
             Call::Passthrough(Endpoint::Embeddings, r) => {
                 Ok((openai::passthrough_body(dep, r)?, dep.embeddings_url.as_str()))
@@ -160,6 +169,8 @@ struct Tally {
 pub struct RequestCtx<'a> {
     pub request_id: &'a str,
     pub dialect: Dialect,
+    /// Client headers meant for an Anthropic upstream (`anthropic-version`, `anthropic-beta`).
+    pub forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `false` for a local-only caller: no cloud deployment, even on escalation or fallback.
     pub allow_cloud: bool,
 }
@@ -346,7 +357,7 @@ async fn try_group(
         } else if let Some(text) = opts.mock_response.as_ref().or(dep.mock_response.as_ref()) {
             Ok(mock_outcome(&dep, call, text, dialect))
         } else {
-            attempt(state, call, &dep, guard, request_id, dialect).await
+            attempt(state, req, &dep, guard).await
         };
         let spent = started.elapsed();
         tally.upstream_time += spent;
@@ -417,12 +428,12 @@ async fn try_group(
 
 async fn attempt(
     state: &AppState,
-    call: &Call,
+    req: &Req<'_>,
     dep: &Arc<Deployment>,
     guard: InFlight,
-    request_id: &str,
-    dialect: Dialect,
 ) -> Result<Outcome, GatewayError> {
+    let (call, ctx) = (req.call, req.ctx);
+    let (request_id, dialect) = (ctx.request_id, ctx.dialect);
     let settings = &state.config.router;
     let stream = call.is_stream();
     let timeout = body_timeout(call.extra())
@@ -435,12 +446,22 @@ async fn attempt(
         .unwrap_or(settings.timeout);
     let (body, url) = call.body_for(dep)?;
     let started = Instant::now();
-    let reply = state.upstream.post(dep, url, body, timeout, request_id).await?;
+    let wire = dep.provider.spec().wire;
+    let forward: &[(http::HeaderName, http::HeaderValue)] = if wire == Wire::Anthropic {
+        &ctx.forward_headers
+    } else {
+        &[]
+    };
+    let reply = state
+        .upstream
+        .post(dep, url, body, timeout, request_id, forward)
+        .await?;
+    let to_client = Translation::between(wire, dialect);
     let content_type = reply.response.headers().get(http::header::CONTENT_TYPE).cloned();
     let payload = if stream {
         // The stream is committed only once its first chunk is here: until then, a failure can
         // still go to another deployment without the client seeing anything.
-        let mut upstream = reply.response.bytes_stream();
+        let mut upstream = to_client.stream(reply.response.bytes_stream(), call);
         let remaining = timeout.saturating_sub(started.elapsed());
         let first = match tokio::time::timeout(remaining, upstream.next()).await {
             Err(_) => {
@@ -470,7 +491,7 @@ async fn attempt(
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);
         let bytes = match tokio::time::timeout(remaining, reply.response.bytes()).await {
-            Ok(Ok(b)) => b,
+            Ok(Ok(b)) => to_client.body(b, call)?,
             Ok(Err(e)) => return Err(crate::providers::transport_error(dep, e, timeout)),
             Err(_) => {
                 return Err(GatewayError::UpstreamTimeout {
@@ -539,7 +560,15 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
             out.push_str(&format!("data: {ev}\n\n"));
         }
         out.push_str("data: [DONE]\n\n");
-        let _ = dialect;
+        if dialect == Dialect::Anthropic {
+            use translate::EventTranslator;
+            let mut t = anthropic::OpenAiToAnthropic::new(call.model());
+            let mut translated = String::new();
+            for (event, data) in translate::SseSplitter::default().push(out.as_bytes()) {
+                t.on_event(event.as_deref(), &data, &mut translated);
+            }
+            out = translated;
+        }
         Payload::Stream(Body::from(out))
     } else {
         let body = if chat {
@@ -551,7 +580,11 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
                 "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": call.estimated_tokens(), "completion_tokens": tokens, "total_tokens": call.estimated_tokens() + tokens}})
         };
-        Payload::Full(Bytes::from(body.to_string()))
+        let body = Bytes::from(body.to_string());
+        match dialect {
+            Dialect::Anthropic => Payload::Full(anthropic::response_from_openai(&body, call.model()).unwrap_or(body)),
+            Dialect::OpenAi => Payload::Full(body),
+        }
     };
     Outcome {
         deployment: dep.clone(),
@@ -562,5 +595,46 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
         route: None,
         reason: None,
         content_type: None,
+    }
+}
+
+/// How an upstream's answer becomes the client's: passed through, or translated between wires.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Translation {
+    None,
+    AnthropicToOpenAi,
+    OpenAiToAnthropic,
+}
+
+impl Translation {
+    fn between(wire: Wire, dialect: Dialect) -> Self {
+        match (wire, dialect) {
+            (Wire::Anthropic, Dialect::OpenAi) => Translation::AnthropicToOpenAi,
+            (Wire::OpenAi | Wire::Azure, Dialect::Anthropic) => Translation::OpenAiToAnthropic,
+            _ => Translation::None,
+        }
+    }
+
+    fn body(self, b: Bytes, call: &Call) -> Result<Bytes, GatewayError> {
+        match self {
+            Translation::None => Ok(b),
+            Translation::AnthropicToOpenAi => anthropic::response_to_openai(&b),
+            Translation::OpenAiToAnthropic => anthropic::response_from_openai(&b, call.model()),
+        }
+    }
+
+    fn stream(
+        self,
+        s: impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+        call: &Call,
+    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Send>> {
+        match self {
+            Translation::None => Box::pin(s),
+            Translation::AnthropicToOpenAi => {
+                let usage = matches!(call, Call::Chat(r) if r.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true));
+                translate::stream(s, anthropic::AnthropicToOpenAi::new(usage))
+            }
+            Translation::OpenAiToAnthropic => translate::stream(s, anthropic::OpenAiToAnthropic::new(call.model())),
+        }
     }
 }

@@ -184,6 +184,9 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// The Messages API version sent to Anthropic unless the client names one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
 /// A deployment that loaded but is out of rotation.
 #[derive(Debug, Clone)]
 pub struct DisabledDeployment {
@@ -575,15 +578,28 @@ fn resolve(
                 format!("{dep}/embeddings?api-version={v}"),
             )
         }
+        Wire::Anthropic => {
+            // Accept the base with or without /v1, as people write both.
+            let root = api_base.strip_suffix("/v1").unwrap_or(&api_base);
+            let messages = format!("{root}/v1/messages");
+            (messages.clone(), messages.clone(), messages)
+        }
         _ => (
             format!("{api_base}/chat/completions"),
             format!("{api_base}/completions"),
             format!("{api_base}/embeddings"),
         ),
     };
+    if spec.wire == Wire::Anthropic {
+        headers.push((
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        ));
+    }
     if let Some(key) = &api_key {
         let (name, value) = match spec.wire {
             Wire::Azure => (HeaderName::from_static("api-key"), key.clone()),
+            Wire::Anthropic => (HeaderName::from_static("x-api-key"), key.clone()),
             _ => (http::header::AUTHORIZATION, format!("Bearer {key}")),
         };
         match HeaderValue::from_str(&value) {

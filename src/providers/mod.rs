@@ -48,6 +48,7 @@ impl Upstream {
         body: Bytes,
         head_timeout: Duration,
         request_id: &str,
+        forward: &[(http::HeaderName, http::HeaderValue)],
     ) -> Result<Reply, GatewayError> {
         let mut req = self
             .client
@@ -57,6 +58,10 @@ impl Upstream {
             .body(body);
         for (name, value) in &dep.headers {
             req = req.header(name, value);
+        }
+        if !forward.is_empty() {
+            // Replaces the deployment's value for the same header (e.g. anthropic-version).
+            req = req.headers(forward.iter().cloned().collect());
         }
         let started = Instant::now();
         let response = match tokio::time::timeout(head_timeout, req.send()).await {

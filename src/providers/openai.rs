@@ -28,7 +28,16 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
             "service_tier",
             "store",
         ],
-        Groq => &["logit_bias", "logprobs", "top_logprobs", "service_tier", "store"],
+        Groq => &[
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "service_tier",
+            "store",
+            "top_k",
+        ],
+        // Anthropic's top_k has no OpenAI counterpart; local engines (vLLM, llama.cpp) take it.
+        OpenAi | Azure | AzureAi | TextCompletionOpenAi | OpenRouter | DashScope | NvidiaNim => &["top_k"],
         Mistral => &[
             "logit_bias",
             "logprobs",
@@ -36,8 +45,9 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
             "user",
             "service_tier",
             "store",
+            "top_k",
         ],
-        DeepSeek => &["logit_bias", "n", "service_tier", "store", "user"],
+        DeepSeek => &["logit_bias", "n", "service_tier", "store", "user", "top_k"],
         Gemini => &[
             "logit_bias",
             "logprobs",
@@ -47,6 +57,7 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
             "store",
             "frequency_penalty",
             "presence_penalty",
+            "top_k",
         ],
         HuggingFace => &["logit_bias", "user", "service_tier", "store", "parallel_tool_calls"],
         Xai | Perplexity | Cerebras => &["logit_bias", "service_tier", "store"],
@@ -56,6 +67,8 @@ fn unsupported(provider: Provider) -> &'static [&'static str] {
 
 /// Fields the typed request structs carry themselves; never taken from `extra` or defaults.
 const TYPED: &[&str] = &[
+    // Anthropic's extended-thinking switch: a hint no OpenAI-wire model takes; dropped.
+    "thinking",
     "model",
     "messages",
     "stream",

@@ -37,7 +37,7 @@ pub enum Wire {
     OpenAi,
     /// `{base}/openai/deployments/{model}/...?api-version=` with `api-key`.
     Azure,
-    /// Anthropic Messages API (served in its own issue; configs naming it load but are disabled).
+    /// Anthropic Messages API: `{base}/v1/messages` with `x-api-key` and `anthropic-version`.
     Anthropic,
 }
 
@@ -308,7 +308,7 @@ impl Provider {
 
     /// Whether switchyard can send requests to this provider in this build.
     pub fn is_served(self) -> bool {
-        self.spec().wire != Wire::Anthropic
+        true
     }
 }
 

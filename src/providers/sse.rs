@@ -1,7 +1,7 @@
 //! Relaying an upstream server-sent-event stream to the client chunk by chunk, as it arrives.
 //!
 //! Nothing is buffered: each upstream chunk is handed on at once. The relay watches for the
-//! stream's end marker (`data: [DONE]`); if the upstream fails, stalls past the idle limit, or
+//! stream's end marker (`data: [DONE]`, or Anthropic's `message_stop`); if the upstream fails, stalls past the idle limit, or
 //! closes without the marker, the client gets an error event in its dialect instead of a stream
 //! that silently stops.
 
@@ -12,7 +12,15 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::time::Duration;
 
-const DONE: &[u8] = b"[DONE]";
+/// The end marker of each dialect's stream.
+fn marker(d: Dialect) -> &'static [u8] {
+    match d {
+        Dialect::OpenAi => b"[DONE]",
+        Dialect::Anthropic => b"message_stop",
+    }
+}
+
+const MAX_MARKER: usize = 12;
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
@@ -39,7 +47,7 @@ pub fn relay(
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let state = State {
         inner: Box::pin(upstream),
-        tail: Vec::with_capacity(DONE.len() * 2),
+        tail: Vec::with_capacity(MAX_MARKER * 2),
         done_seen: false,
         finished: false,
         idle,
@@ -54,14 +62,14 @@ pub fn relay(
         let failure = match tokio::time::timeout(st.idle, st.inner.next()).await {
             Ok(Some(Ok(chunk))) => {
                 if !st.done_seen {
-                    st.done_seen = contains_done(&st.tail, &chunk);
-                    let keep = chunk.len().min(DONE.len());
+                    st.done_seen = contains_done(marker(st.dialect), &st.tail, &chunk);
+                    let keep = chunk.len().min(MAX_MARKER);
                     st.tail.clear();
                     st.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
                 }
                 return Some((Ok(chunk), st));
             }
-            Ok(None) if st.done_seen || st.dialect == Dialect::Anthropic => return None,
+            Ok(None) if st.done_seen => return None,
             Ok(None) => GatewayError::UpstreamProtocol {
                 deployment: st.deployment.clone(),
                 detail: "the upstream closed the stream before it finished".into(),
@@ -81,17 +89,17 @@ pub fn relay(
     })
 }
 
-fn contains_done(tail: &[u8], chunk: &[u8]) -> bool {
-    if chunk.windows(DONE.len()).any(|w| w == DONE) {
+fn contains_done(done: &[u8], tail: &[u8], chunk: &[u8]) -> bool {
+    if chunk.windows(done.len()).any(|w| w == done) {
         return true;
     }
     if tail.is_empty() {
         return false;
     }
-    let mut joined = Vec::with_capacity(tail.len() + DONE.len());
+    let mut joined = Vec::with_capacity(tail.len() + done.len());
     joined.extend_from_slice(tail);
-    joined.extend_from_slice(&chunk[..chunk.len().min(DONE.len())]);
-    joined.windows(DONE.len()).any(|w| w == DONE)
+    joined.extend_from_slice(&chunk[..chunk.len().min(done.len())]);
+    joined.windows(done.len()).any(|w| w == done)
 }
 
 /// One SSE event carrying `err` in the dialect's stream error format.
@@ -108,9 +116,11 @@ mod tests {
 
     #[test]
     fn done_across_chunks() {
-        assert!(contains_done(b"", b"data: [DONE]\n\n"));
-        assert!(contains_done(b"a: [DO", b"NE]\n\n"));
-        assert!(!contains_done(b"abc", b"data: {}\n\n"));
+        let d = marker(Dialect::OpenAi);
+        assert!(contains_done(d, b"", b"data: [DONE]\n\n"));
+        assert!(contains_done(d, b"a: [DO", b"NE]\n\n"));
+        assert!(!contains_done(d, b"abc", b"data: {}\n\n"));
+        assert!(contains_done(marker(Dialect::Anthropic), b"event: message_st", b"op\n"));
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ pub async fn probe(state: &AppState, d: &Deployment) -> Result<(), GatewayError>
     let timeout = d.timeout.unwrap_or(PROBE_TIMEOUT).min(PROBE_TIMEOUT);
     let reply = state
         .upstream
-        .post(d, url, Bytes::from(body.to_string()), timeout, "health-check")
+        .post(d, url, Bytes::from(body.to_string()), timeout, "health-check", &[])
         .await?;
     tokio::time::timeout(timeout, reply.response.bytes())
         .await

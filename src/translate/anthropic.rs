@@ -1,0 +1,783 @@
+//! Anthropic Messages <-> canonical (OpenAI chat) translation.
+//!
+//! Mapping: `system` <-> a leading system message; text blocks <-> text content; images (base64 and
+//! URL) <-> `image_url` parts (data URLs for base64); `tool_use` blocks <-> assistant `tool_calls`;
+//! `tool_result` blocks <-> `tool` messages; `tools`/`tool_choice` (`any` <-> `required`);
+//! `stop_sequences` <-> `stop`; stop reasons `end_turn`<->`stop`, `max_tokens`<->`length`,
+//! `tool_use`<->`tool_calls`; usage including cache reads; thinking <-> `reasoning_content`.
+
+use super::EventTranslator;
+use crate::config::Deployment;
+use crate::error::GatewayError;
+use crate::types::{ChatRequest, Message, StreamOptions};
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+/// Anthropic requires `max_tokens`; this is used when a canonical request leaves it out.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+fn bad(msg: impl Into<String>) -> GatewayError {
+    GatewayError::invalid(msg)
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+pub fn stop_to_anthropic(finish: &str) -> &'static str {
+    match finish {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        _ => "end_turn",
+    }
+}
+
+pub fn stop_to_openai(stop: &str) -> &'static str {
+    match stop {
+        "max_tokens" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+// ---- Anthropic request -> canonical -------------------------------------------------------------
+
+fn image_part(source: &Value) -> Option<Value> {
+    let url = match source.get("type").and_then(Value::as_str) {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            source.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
+            source.get("data").and_then(Value::as_str)?
+        ),
+        Some("url") => source.get("url").and_then(Value::as_str)?.to_string(),
+        _ => return None,
+    };
+    Some(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// A Messages API body as the canonical request.
+pub fn request_to_canonical(body: Value) -> Result<ChatRequest, GatewayError> {
+    let Value::Object(mut b) = body else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    let model = match b.remove("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m,
+        _ => return Err(GatewayError::invalid_param("model", "model: field required")),
+    };
+    let max_tokens = match b.remove("max_tokens") {
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| GatewayError::invalid_param("max_tokens", "max_tokens: must be a positive integer"))?,
+        ),
+        None => return Err(GatewayError::invalid_param("max_tokens", "max_tokens: field required")),
+    };
+    let Some(Value::Array(in_messages)) = b.remove("messages") else {
+        return Err(GatewayError::invalid_param(
+            "messages",
+            "messages: field required (a list)",
+        ));
+    };
+    let mut messages = Vec::new();
+    if let Some(system) = b.remove("system") {
+        let text = text_of(&system);
+        if !text.is_empty() {
+            messages.push(Message {
+                role: "system".into(),
+                content: Some(Value::String(text)),
+                extra: Map::new(),
+            });
+        }
+    }
+    for (i, m) in in_messages.into_iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("").to_string();
+        if role != "user" && role != "assistant" {
+            return Err(GatewayError::invalid_param(
+                "messages",
+                format!("messages.{i}.role: must be \"user\" or \"assistant\""),
+            ));
+        }
+        let content = m.get("content").cloned().unwrap_or(Value::Null);
+        let blocks = match content {
+            Value::String(s) => {
+                messages.push(Message {
+                    role,
+                    content: Some(Value::String(s)),
+                    extra: Map::new(),
+                });
+                continue;
+            }
+            Value::Array(blocks) => blocks,
+            _ => {
+                return Err(GatewayError::invalid_param(
+                    "messages",
+                    format!("messages.{i}.content: must be a string or a list of blocks"),
+                ))
+            }
+        };
+        let mut parts: Vec<Value> = Vec::new();
+        let mut tool_calls: Vec<Value> = Vec::new();
+        let mut reasoning = String::new();
+        for block in blocks {
+            match block.get("type").and_then(Value::as_str).unwrap_or("") {
+                "text" => {
+                    parts.push(json!({"type": "text", "text": block.get("text").and_then(Value::as_str).unwrap_or("")}))
+                }
+                "image" => {
+                    if let Some(p) = block.get("source").and_then(image_part) {
+                        parts.push(p);
+                    }
+                }
+                "tool_use" => tool_calls.push(json!({
+                    "id": block.get("id").cloned().unwrap_or(Value::Null),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name").cloned().unwrap_or(Value::Null),
+                        "arguments": block.get("input").map(|v| v.to_string()).unwrap_or_else(|| "{}".into()),
+                    },
+                })),
+                "tool_result" => {
+                    let mut content = text_of(block.get("content").unwrap_or(&Value::Null));
+                    if block.get("is_error").and_then(Value::as_bool) == Some(true) {
+                        content = format!("Error: {content}");
+                    }
+                    let mut extra = Map::new();
+                    extra.insert(
+                        "tool_call_id".into(),
+                        block.get("tool_use_id").cloned().unwrap_or(Value::Null),
+                    );
+                    messages.push(Message {
+                        role: "tool".into(),
+                        content: Some(Value::String(content)),
+                        extra,
+                    });
+                }
+                "thinking" => reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or("")),
+                // Redacted thinking and documents cannot be carried to an OpenAI-wire model.
+                _ => {}
+            }
+        }
+        if parts.is_empty() && tool_calls.is_empty() {
+            continue;
+        }
+        let all_text = parts.iter().all(|p| p["type"] == "text");
+        let content = if role == "assistant" || all_text {
+            let t: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            if t.is_empty() && !tool_calls.is_empty() {
+                None
+            } else {
+                Some(Value::String(t.join("\n")))
+            }
+        } else {
+            Some(Value::Array(parts))
+        };
+        let mut extra = Map::new();
+        if !tool_calls.is_empty() {
+            extra.insert("tool_calls".into(), Value::Array(tool_calls));
+        }
+        if !reasoning.is_empty() {
+            extra.insert("reasoning_content".into(), Value::String(reasoning));
+        }
+        messages.push(Message { role, content, extra });
+    }
+    let mut extra = Map::new();
+    if let Some(s) = b.remove("stop_sequences") {
+        extra.insert("stop".into(), s);
+    }
+    for k in ["temperature", "top_p", "top_k"] {
+        if let Some(v) = b.remove(k) {
+            extra.insert(k.into(), v);
+        }
+    }
+    if let Some(Value::Array(tools)) = b.remove("tools") {
+        let t: Vec<Value> = tools
+            .into_iter()
+            .map(|t| {
+                json!({"type": "function", "function": {
+                    "name": t.get("name").cloned().unwrap_or(Value::Null),
+                    "description": t.get("description").cloned().unwrap_or(Value::String(String::new())),
+                    "parameters": t.get("input_schema").cloned().unwrap_or(json!({"type": "object"})),
+                }})
+            })
+            .collect();
+        extra.insert("tools".into(), Value::Array(t));
+    }
+    if let Some(tc) = b.remove("tool_choice") {
+        let choice = match tc.get("type").and_then(Value::as_str) {
+            Some("any") => json!("required"),
+            Some("none") => json!("none"),
+            Some("tool") => {
+                json!({"type": "function", "function": {"name": tc.get("name").cloned().unwrap_or(Value::Null)}})
+            }
+            _ => json!("auto"),
+        };
+        extra.insert("tool_choice".into(), choice);
+        if tc.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
+            extra.insert("parallel_tool_calls".into(), Value::Bool(false));
+        }
+    }
+    if let Some(user) = b.get("metadata").and_then(|m| m.get("user_id")).cloned() {
+        extra.insert("user".into(), user);
+    }
+    // Kept for an Anthropic upstream; an OpenAI-wire one does not take it.
+    if let Some(t) = b.remove("thinking") {
+        extra.insert("thinking".into(), t);
+    }
+    let stream = b.remove("stream").and_then(|v| v.as_bool());
+    // The gateway's own controls (fallbacks, num_retries, mock_response, ...) pass as in OpenAI.
+    for (k, v) in b {
+        if k != "metadata" && k != "service_tier" && k != "container" && k != "mcp_servers" {
+            extra.entry(k).or_insert(v);
+        }
+    }
+    Ok(ChatRequest {
+        model,
+        messages,
+        stream_options: (stream == Some(true)).then(|| StreamOptions {
+            include_usage: Some(true),
+            extra: Map::new(),
+        }),
+        stream,
+        max_tokens,
+        max_completion_tokens: None,
+        extra,
+    })
+}
+
+// ---- OpenAI response -> Anthropic ---------------------------------------------------------------
+
+fn usage_to_anthropic(u: &Value) -> Value {
+    let cached = u
+        .pointer("/prompt_tokens_details/cached_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let prompt = u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+    json!({
+        "input_tokens": prompt.saturating_sub(cached),
+        "output_tokens": u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    })
+}
+
+fn msg_id(openai_id: Option<&str>) -> String {
+    format!(
+        "msg_{}",
+        openai_id.unwrap_or("switchyard").trim_start_matches("chatcmpl-")
+    )
+}
+
+/// A chat completion as a Messages response for `model` (the name the client asked for).
+pub fn response_from_openai(body: &[u8], model: &str) -> Result<Bytes, GatewayError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::Internal(format!("upstream answered unreadable JSON: {e}")))?;
+    let choice = &v["choices"][0];
+    let msg = &choice["message"];
+    let mut content = Vec::new();
+    if let Some(r) = msg
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
+    let text = text_of(msg.get("content").unwrap_or(&Value::Null));
+    if !text.is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for tc in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let args = tc
+            .pointer("/function/arguments")
+            .and_then(Value::as_str)
+            .unwrap_or("{}");
+        content.push(json!({
+            "type": "tool_use",
+            "id": tc.get("id").cloned().unwrap_or(Value::Null),
+            "name": tc.pointer("/function/name").cloned().unwrap_or(Value::Null),
+            "input": serde_json::from_str::<Value>(args).unwrap_or(json!({})),
+        }));
+    }
+    let out = json!({
+        "id": msg_id(v["id"].as_str()),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_to_anthropic(choice["finish_reason"].as_str().unwrap_or("stop")),
+        "stop_sequence": null,
+        "usage": usage_to_anthropic(&v["usage"]),
+    });
+    Ok(Bytes::from(out.to_string()))
+}
+
+#[derive(PartialEq)]
+enum Block {
+    None,
+    Text,
+    Thinking,
+    Tool,
+}
+
+/// OpenAI chunks -> Anthropic events, relayed as they arrive.
+pub struct OpenAiToAnthropic {
+    model: String,
+    started: bool,
+    block: Block,
+    index: i64,
+    stop_reason: &'static str,
+    usage: Value,
+}
+
+impl OpenAiToAnthropic {
+    pub fn new(model: &str) -> Self {
+        OpenAiToAnthropic {
+            model: model.into(),
+            started: false,
+            block: Block::None,
+            index: -1,
+            stop_reason: "end_turn",
+            usage: json!({}),
+        }
+    }
+
+    fn emit(out: &mut String, kind: &str, data: Value) {
+        out.push_str("event: ");
+        out.push_str(kind);
+        out.push_str("\ndata: ");
+        out.push_str(&data.to_string());
+        out.push_str("\n\n");
+    }
+
+    fn open(&mut self, out: &mut String, kind: Block, start: Value) {
+        self.close(out);
+        self.index += 1;
+        self.block = kind;
+        Self::emit(
+            out,
+            "content_block_start",
+            json!({"type": "content_block_start", "index": self.index, "content_block": start}),
+        );
+    }
+
+    fn close(&mut self, out: &mut String) {
+        if self.block != Block::None {
+            Self::emit(
+                out,
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": self.index}),
+            );
+            self.block = Block::None;
+        }
+    }
+}
+
+impl EventTranslator for OpenAiToAnthropic {
+    fn on_event(&mut self, _event: Option<&str>, data: &str, out: &mut String) {
+        if data.trim() == "[DONE]" {
+            if !self.started {
+                return;
+            }
+            self.close(out);
+            let usage = usage_to_anthropic(&self.usage);
+            Self::emit(
+                out,
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": self.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage["output_tokens"], "input_tokens": usage["input_tokens"], "cache_read_input_tokens": usage["cache_read_input_tokens"]}}),
+            );
+            Self::emit(out, "message_stop", json!({"type": "message_stop"}));
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(err) = v.get("error") {
+            let e = json!({"type": "error", "error": {"type": "api_error", "message": err.get("message").cloned().unwrap_or(err.clone())}});
+            Self::emit(out, "error", e);
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            Self::emit(
+                out,
+                "message_start",
+                json!({"type": "message_start", "message": {
+                "id": msg_id(v["id"].as_str()), "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            );
+            Self::emit(out, "ping", json!({"type": "ping"}));
+        }
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            self.usage = u.clone();
+        }
+        let Some(choice) = v["choices"].get(0) else { return };
+        let delta = &choice["delta"];
+        if let Some(r) = delta
+            .get("reasoning_content")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            if self.block != Block::Thinking {
+                self.open(out, Block::Thinking, json!({"type": "thinking", "thinking": ""}));
+            }
+            Self::emit(
+                out,
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": self.index, "delta": {"type": "thinking_delta", "thinking": r}}),
+            );
+        }
+        if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            if self.block != Block::Text {
+                self.open(out, Block::Text, json!({"type": "text", "text": ""}));
+            }
+            Self::emit(
+                out,
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": self.index, "delta": {"type": "text_delta", "text": t}}),
+            );
+        }
+        for tc in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(id) = tc.get("id").and_then(Value::as_str) {
+                let name = tc.pointer("/function/name").cloned().unwrap_or(Value::Null);
+                self.open(
+                    out,
+                    Block::Tool,
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                );
+            }
+            if let Some(args) = tc
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                Self::emit(
+                    out,
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": self.index, "delta": {"type": "input_json_delta", "partial_json": args}}),
+                );
+            }
+        }
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.stop_reason = stop_to_anthropic(f);
+        }
+    }
+}
+
+// ---- canonical -> Anthropic request (outbound) --------------------------------------------------
+
+fn block_from_part(p: &Value) -> Option<Value> {
+    match p.get("type").and_then(Value::as_str) {
+        Some("text") => {
+            Some(json!({"type": "text", "text": p.get("text").cloned().unwrap_or(Value::String(String::new()))}))
+        }
+        Some("image_url") => {
+            let url = p.pointer("/image_url/url").and_then(Value::as_str)?;
+            if let Some(rest) = url.strip_prefix("data:") {
+                let (media, data) = rest.split_once(";base64,")?;
+                Some(json!({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}))
+            } else {
+                Some(json!({"type": "image", "source": {"type": "url", "url": url}}))
+            }
+        }
+        _ => None,
+    }
+}
+
+fn content_blocks(content: &Option<Value>) -> Vec<Value> {
+    match content {
+        Some(Value::String(s)) if !s.is_empty() => vec![json!({"type": "text", "text": s})],
+        Some(Value::Array(parts)) => parts.iter().filter_map(block_from_part).collect(),
+        _ => vec![],
+    }
+}
+
+/// Pushes `blocks` as a message of `role`, merging with the previous one of the same role
+/// (Anthropic wants user and assistant turns to alternate).
+fn push_turn(out: &mut Vec<Value>, role: &str, mut blocks: Vec<Value>) {
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = out.last_mut() {
+        if last["role"] == role {
+            if let Some(arr) = last["content"].as_array_mut() {
+                arr.append(&mut blocks);
+                return;
+            }
+        }
+    }
+    out.push(json!({"role": role, "content": blocks}));
+}
+
+/// The Messages API body for `dep` from a canonical request.
+pub fn request_from_canonical(dep: &Deployment, req: &ChatRequest) -> Result<Bytes, GatewayError> {
+    let mut system: Vec<String> = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for m in &req.messages {
+        match m.role.as_str() {
+            "system" | "developer" => system.push(text_of(m.content.as_ref().unwrap_or(&Value::Null))),
+            "user" => push_turn(&mut messages, "user", content_blocks(&m.content)),
+            "assistant" => {
+                let mut blocks = Vec::new();
+                if let Some(r) = m.extra.get("reasoning_content").and_then(Value::as_str) {
+                    let _ = r; // Anthropic needs the signature to accept earlier thinking; it is not kept.
+                }
+                blocks.extend(content_blocks(&m.content));
+                for tc in m
+                    .extra
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let args = tc
+                        .pointer("/function/arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or("{}");
+                    blocks.push(json!({
+                        "type": "tool_use",
+                        "id": tc.get("id").cloned().unwrap_or(Value::Null),
+                        "name": tc.pointer("/function/name").cloned().unwrap_or(Value::Null),
+                        "input": serde_json::from_str::<Value>(args).unwrap_or(json!({})),
+                    }));
+                }
+                push_turn(&mut messages, "assistant", blocks);
+            }
+            "tool" | "function" => push_turn(
+                &mut messages,
+                "user",
+                vec![json!({
+                    "type": "tool_result",
+                    "tool_use_id": m.extra.get("tool_call_id").cloned().unwrap_or(Value::Null),
+                    "content": text_of(m.content.as_ref().unwrap_or(&Value::Null)),
+                })],
+            ),
+            other => {
+                return Err(GatewayError::invalid_param(
+                    "messages",
+                    format!("message role {other:?} cannot be sent to Anthropic"),
+                ))
+            }
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(dep.model.clone()));
+    body.insert("messages".into(), Value::Array(messages));
+    let max_tokens = req
+        .max_tokens
+        .or(req.max_completion_tokens)
+        .or_else(|| dep.defaults.get("max_tokens").and_then(Value::as_u64))
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    body.insert("max_tokens".into(), max_tokens.into());
+    if !system.is_empty() {
+        body.insert("system".into(), Value::String(system.join("\n\n")));
+    }
+    if req.stream == Some(true) {
+        body.insert("stream".into(), Value::Bool(true));
+    }
+    let get = |k: &str| req.extra.get(k).or_else(|| dep.defaults.get(k));
+    for k in ["temperature", "top_p", "top_k", "thinking"] {
+        if let Some(v) = get(k) {
+            body.insert(k.into(), v.clone());
+        }
+    }
+    match get("stop") {
+        Some(Value::String(s)) => {
+            body.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            body.insert("stop_sequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(tools)) = get("tools") {
+        let t: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let f = t.get("function").unwrap_or(t);
+                json!({"name": f.get("name"), "description": f.get("description").cloned().unwrap_or(Value::String(String::new())), "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"}))})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(t));
+    }
+    if let Some(tc) = get("tool_choice") {
+        let mut choice = match tc {
+            Value::String(s) if s == "required" => json!({"type": "any"}),
+            Value::String(s) if s == "none" => json!({"type": "none"}),
+            Value::Object(o) => {
+                json!({"type": "tool", "name": o.get("function").and_then(|f| f.get("name")).cloned().unwrap_or(Value::Null)})
+            }
+            _ => json!({"type": "auto"}),
+        };
+        if get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+            choice["disable_parallel_tool_use"] = Value::Bool(true);
+        }
+        body.insert("tool_choice".into(), choice);
+    }
+    if let Some(Value::String(u)) = get("user") {
+        body.insert("metadata".into(), json!({"user_id": u}));
+    }
+    serde_json::to_vec(&Value::Object(body))
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+// ---- Anthropic response -> OpenAI (outbound) ----------------------------------------------------
+
+fn usage_to_openai(u: &Value) -> Value {
+    let input = u.get("input_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let cache_read = u.get("cache_read_input_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let cache_write = u
+        .get("cache_creation_input_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let output = u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let prompt = input + cache_read + cache_write;
+    json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
+           "prompt_tokens_details": {"cached_tokens": cache_read}})
+}
+
+/// A Messages response as a chat completion.
+pub fn response_to_openai(body: &[u8]) -> Result<Bytes, GatewayError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::Internal(format!("upstream answered unreadable JSON: {e}")))?;
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut tool_calls = Vec::new();
+    for b in v["content"].as_array().into_iter().flatten() {
+        match b["type"].as_str() {
+            Some("text") => text.push_str(b["text"].as_str().unwrap_or("")),
+            Some("thinking") => reasoning.push_str(b["thinking"].as_str().unwrap_or("")),
+            Some("tool_use") => tool_calls.push(json!({"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": b["input"].to_string()}})),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) }});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    let out = json!({
+        "id": v["id"], "object": "chat.completion", "created": now_secs(), "model": v["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": stop_to_openai(v["stop_reason"].as_str().unwrap_or("end_turn"))}],
+        "usage": usage_to_openai(&v["usage"]),
+    });
+    Ok(Bytes::from(out.to_string()))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Anthropic events -> OpenAI chunks, relayed as they arrive.
+pub struct AnthropicToOpenAi {
+    id: String,
+    model: String,
+    created: u64,
+    tool_index: i64,
+    include_usage: bool,
+    input_usage: Value,
+}
+
+impl AnthropicToOpenAi {
+    pub fn new(include_usage: bool) -> Self {
+        AnthropicToOpenAi {
+            id: String::new(),
+            model: String::new(),
+            created: now_secs(),
+            tool_index: -1,
+            include_usage,
+            input_usage: json!({}),
+        }
+    }
+
+    fn chunk(&self, out: &mut String, delta: Value, finish: Value, usage: Option<Value>) {
+        let mut c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        out.push_str("data: ");
+        out.push_str(&c.to_string());
+        out.push_str("\n\n");
+    }
+}
+
+impl EventTranslator for AnthropicToOpenAi {
+    fn on_event(&mut self, event: Option<&str>, data: &str, out: &mut String) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let kind = event.or_else(|| v["type"].as_str()).unwrap_or("");
+        match kind {
+            "message_start" => {
+                self.id = v
+                    .pointer("/message/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                self.model = v
+                    .pointer("/message/model")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                self.input_usage = v.pointer("/message/usage").cloned().unwrap_or(json!({}));
+                self.chunk(out, json!({"role": "assistant", "content": ""}), Value::Null, None);
+            }
+            "content_block_start" => {
+                let b = &v["content_block"];
+                if b["type"] == "tool_use" {
+                    self.tool_index += 1;
+                    self.chunk(out, json!({"tool_calls": [{"index": self.tool_index, "id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": ""}}]}), Value::Null, None);
+                }
+            }
+            "content_block_delta" => {
+                let d = &v["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => self.chunk(out, json!({"content": d["text"]}), Value::Null, None),
+                    Some("thinking_delta") => self.chunk(out, json!({"reasoning_content": d["thinking"]}), Value::Null, None),
+                    Some("input_json_delta") => self.chunk(out, json!({"tool_calls": [{"index": self.tool_index, "function": {"arguments": d["partial_json"]}}]}), Value::Null, None),
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                let finish = stop_to_openai(
+                    v.pointer("/delta/stop_reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("end_turn"),
+                );
+                self.chunk(out, json!({}), Value::String(finish.into()), None);
+                if self.include_usage {
+                    let mut u = self.input_usage.clone();
+                    if let (Some(o), Some(m)) = (u.as_object_mut(), v.get("usage").and_then(Value::as_object)) {
+                        for (k, x) in m {
+                            o.insert(k.clone(), x.clone());
+                        }
+                    }
+                    let mut c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": []});
+                    c["usage"] = usage_to_openai(&u);
+                    out.push_str(&format!("data: {c}\n\n"));
+                }
+            }
+            "message_stop" => out.push_str("data: [DONE]\n\n"),
+            "error" => {
+                let e = json!({"error": {"message": v.pointer("/error/message").cloned().unwrap_or(Value::Null), "type": v.pointer("/error/type").cloned().unwrap_or(Value::Null), "code": "502"}});
+                out.push_str(&format!("data: {e}\n\n"));
+            }
+            _ => {}
+        }
+    }
+}

@@ -147,6 +147,7 @@ fn router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
+        .route("/v1/messages", post(anthropic_messages))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
@@ -332,6 +333,9 @@ async fn chat(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes)
     let text = reply_text(&b, &req);
     let model = req["model"].as_str().unwrap_or("mock").to_string();
     let (pt, ct) = (prompt_tokens(&req), words(&text));
+    if let Some((name, args)) = wants_tool(&req, "function") {
+        return openai_tool_call(&req, &model, &name, &args);
+    }
     if req["stream"] == true {
         let include_usage = req["stream_options"]["include_usage"] == true;
         return stream(b, text, move |i, piece, last| {
@@ -473,4 +477,110 @@ fn async_stream(
             Some((Ok(Bytes::from(out)), i + 1))
         }
     })
+}
+
+/// When the request offers tools and the last user turn mentions "weather", the mock calls the
+/// first tool with `{"city": "Paris"}`, as a model would.
+fn wants_tool(req: &Value, style: &str) -> Option<(String, String)> {
+    let tools = req["tools"].as_array().filter(|t| !t.is_empty())?;
+    let last = req["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?;
+    if !last["content"].to_string().contains("weather") {
+        return None;
+    }
+    let name = match style {
+        "function" => tools[0]["function"]["name"].as_str(),
+        _ => tools[0]["name"].as_str(),
+    }?;
+    Some((name.to_string(), "{\"city\": \"Paris\"}".to_string()))
+}
+
+fn openai_tool_call(req: &Value, model: &str, name: &str, args: &str) -> Response {
+    let call = json!({"id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": args}});
+    if req["stream"] == true {
+        let (a, b) = args.split_at(args.len() / 2);
+        let events = [
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}]}),
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": a}}]}, "finish_reason": null}]}),
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": b}}]}, "finish_reason": null}]}),
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}),
+        ];
+        let mut out: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        out.push_str("data: [DONE]\n\n");
+        return ([("content-type", "text/event-stream")], out).into_response();
+    }
+    Json(json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [call]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}))
+    .into_response()
+}
+
+/// The Anthropic Messages API, as an Anthropic-shaped upstream: echo, streaming, tool use.
+async fn anthropic_messages(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (b, req) = match prelude(&st, "/v1/messages", headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let model = req["model"].as_str().unwrap_or("mock").to_string();
+    let last_user = req["messages"]
+        .as_array()
+        .and_then(|ms| ms.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|x| x["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        })
+        .unwrap_or_default();
+    let text = b.reply.clone().unwrap_or_else(|| format!("echo: {last_user}"));
+    let tool = wants_tool(&req, "anthropic");
+    let usage_in = prompt_tokens(&req);
+    let ev = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
+    if req["stream"] == true {
+        let mut out = ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": usage_in, "output_tokens": 1, "cache_read_input_tokens": 2}}}),
+        );
+        out.push_str(&ev("ping", json!({"type": "ping"})));
+        let stop = if let Some((name, args)) = &tool {
+            out.push_str(&ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}})));
+            let (a, c) = args.split_at(args.len() / 2);
+            for part in [a, c] {
+                out.push_str(&ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}})));
+            }
+            "tool_use"
+        } else {
+            out.push_str(&ev(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            for w in text.split_inclusive(' ') {
+                out.push_str(&ev(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
+                ));
+            }
+            "end_turn"
+        };
+        out.push_str(&ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        out.push_str(&ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": words(&text)}})));
+        out.push_str(&ev("message_stop", json!({"type": "message_stop"})));
+        return ([("content-type", "text/event-stream")], out).into_response();
+    }
+    let (content, stop) = match tool {
+        Some((name, args)) => (
+            json!([{"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": serde_json::from_str::<Value>(&args).unwrap_or_default()}]),
+            "tool_use",
+        ),
+        None => (json!([{"type": "text", "text": text}]), "end_turn"),
+    };
+    Json(json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+        "stop_reason": stop, "stop_sequence": null,
+        "usage": {"input_tokens": usage_in, "output_tokens": words(&text), "cache_read_input_tokens": 2, "cache_creation_input_tokens": 0}}))
+    .into_response()
 }

@@ -53,6 +53,15 @@ model_list:
       model: openai/gpt-4o
       api_base: http://127.0.0.1:{mock_port}/v1
       api_key: os.environ/UPSTREAM_KEY
+  - model_name: claude-sonnet-4-5-20250929
+    litellm_params:
+      model: hosted_vllm/qwen
+      api_base: http://127.0.0.1:{mock_port}/v1
+  - model_name: claude-via-anthropic
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5-20250929
+      api_base: http://127.0.0.1:{mock_port}
+      api_key: os.environ/UPSTREAM_KEY
   - model_name: text-embedding-3-small
     litellm_params:
       model: openai/text-embedding-3-small

@@ -288,3 +288,38 @@ async fn router_features_apply_to_messages() {
     assert_eq!(evs.last().unwrap().1["type"], "error");
     assert!(!evs.iter().any(|(k, _)| k == "message_stop"));
 }
+
+#[tokio::test]
+async fn claude_code_model_names_map_through_an_alias_pattern() {
+    let oa = MockUpstream::start().await.unwrap();
+    let yaml = format!(
+        "model_list:\n  - model_name: claude-code\n    litellm_params: {{model: hosted_vllm/qwen-coder, api_base: '{}'}}\nrouter_settings:\n  model_group_alias:\n    \"claude-*\": claude-code\n",
+        oa.base_url()
+    );
+    let gw = spawn(&yaml).await;
+    for name in [
+        "claude-sonnet-4-5-20250929",
+        "claude-3-5-haiku-latest",
+        "claude-opus-4-1",
+    ] {
+        let r = messages(
+            &gw,
+            json!({"model": name, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.headers()["x-litellm-model-group"], "claude-code");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["model"],
+            name,
+            "the answer names the model asked for"
+        );
+    }
+    assert!(oa.requests().iter().all(|r| r.body["model"] == "qwen-coder"));
+    let r = messages(
+        &gw,
+        json!({"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+}

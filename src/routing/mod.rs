@@ -122,7 +122,7 @@ impl ModelMap {
         let mut aliases: Vec<&String> = self
             .aliases
             .iter()
-            .filter(|(_, (target, hidden))| !hidden && self.groups.contains_key(target))
+            .filter(|(k, (target, hidden))| !hidden && !k.contains('*') && self.groups.contains_key(target))
             .map(|(k, _)| k)
             .collect();
         aliases.sort();
@@ -136,6 +136,16 @@ impl ModelMap {
             return Some(g.clone());
         }
         if let Some(g) = self.aliases.get(name).and_then(|(target, _)| self.groups.get(target)) {
+            return Some(g.clone());
+        }
+        // Alias patterns (`claude-*: claude-code`) send a family of names to one group.
+        let pattern_target = self
+            .aliases
+            .iter()
+            .filter(|(k, _)| k.contains('*') && glob(k, name).is_some())
+            .max_by_key(|(k, _)| k.len())
+            .and_then(|(_, (target, _))| self.groups.get(target));
+        if let Some(g) = pattern_target {
             return Some(g.clone());
         }
         if self.wildcards.is_empty() {

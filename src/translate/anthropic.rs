@@ -781,3 +781,160 @@ impl EventTranslator for AnthropicToOpenAi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::SseSplitter;
+
+    fn run(t: &mut impl EventTranslator, sse: &str, chunk: usize) -> String {
+        // Fed in small pieces, as a network would split it.
+        let mut split = SseSplitter::default();
+        let mut out = String::new();
+        for piece in sse.as_bytes().chunks(chunk) {
+            for (e, d) in split.push(piece) {
+                t.on_event(e.as_deref(), &d, &mut out);
+            }
+        }
+        out
+    }
+
+    fn parse(out: &str) -> Vec<Value> {
+        out.split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    }
+
+    #[test]
+    fn recorded_openai_tool_stream_becomes_anthropic_events() {
+        let fixture = include_str!("../../tests/fixtures/anthropic/openai_tool_stream.sse");
+        let out = run(&mut OpenAiToAnthropic::new("claude-sonnet-4-5"), fixture, 37);
+        let evs = parse(&out);
+        let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(evs[0]["message"]["model"], "claude-sonnet-4-5");
+        assert_eq!(evs[3]["delta"], json!({"type": "text_delta", "text": "Let me check."}));
+        assert_eq!(
+            evs[5]["content_block"],
+            json!({"type": "tool_use", "id": "chatcmpl-tool-abc", "name": "get_weather", "input": {}})
+        );
+        assert_eq!(evs[5]["index"], 1);
+        let args: String = evs.iter().filter_map(|e| e["delta"]["partial_json"].as_str()).collect();
+        assert_eq!(args, "{\"city\": \"Paris\"}");
+        assert_eq!(evs[9]["delta"]["stop_reason"], "tool_use");
+        assert_eq!(
+            evs[9]["usage"],
+            json!({"output_tokens": 18, "input_tokens": 20, "cache_read_input_tokens": 100})
+        );
+    }
+
+    #[test]
+    fn recorded_anthropic_tool_stream_becomes_openai_chunks() {
+        let fixture = include_str!("../../tests/fixtures/anthropic/anthropic_tool_stream.sse");
+        let out = run(&mut AnthropicToOpenAi::new(true), fixture, 53);
+        assert!(out.ends_with("data: [DONE]\n\n"));
+        let chunks = parse(&out);
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert!(chunks.iter().all(|c| c["id"] == "msg_01XYZ"));
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Okay, let me check.");
+        let start = chunks
+            .iter()
+            .find(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].is_string())
+            .unwrap();
+        assert_eq!(
+            start["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
+        let args: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(args, "{\"city\": \"Paris\"}");
+        assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+        let usage = chunks.iter().find(|c| c["usage"].is_object()).unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 572);
+        assert_eq!(usage["usage"]["completion_tokens"], 89);
+        assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+    }
+
+    #[test]
+    fn requests_round_trip_through_the_canonical_form() {
+        let req = request_to_canonical(json!({
+            "model": "claude-x", "max_tokens": 100, "system": "sys", "stop_sequences": ["S"],
+            "tools": [{"name": "t", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "t", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "calling"}, {"type": "tool_use", "id": "tu1", "name": "t", "input": {"a": 1}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": [{"type": "text", "text": "done"}], "is_error": true}]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            req.extra["tool_choice"],
+            json!({"type": "function", "function": {"name": "t"}})
+        );
+        assert_eq!(req.extra["parallel_tool_calls"], false);
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: anthropic/claude-3-5-haiku-latest, api_key: k}\n";
+        let dir = std::env::temp_dir().join(format!("sy-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let cfg = crate::config::Config::load_with_env(&path, &std::collections::HashMap::new()).unwrap();
+        let back: Value = serde_json::from_slice(&request_from_canonical(&cfg.deployments[0], &req).unwrap()).unwrap();
+        assert_eq!(back["system"], "sys");
+        assert_eq!(back["max_tokens"], 100);
+        assert_eq!(back["stop_sequences"], json!(["S"]));
+        assert_eq!(
+            back["tool_choice"],
+            json!({"type": "tool", "name": "t", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(back["tools"][0]["input_schema"], json!({"type": "object"}));
+        let m = back["messages"].as_array().unwrap();
+        assert_eq!(
+            m[0]["content"][1],
+            json!({"type": "image", "source": {"type": "url", "url": "https://x/y.png"}})
+        );
+        assert_eq!(
+            m[1]["content"][1],
+            json!({"type": "tool_use", "id": "tu1", "name": "t", "input": {"a": 1}})
+        );
+        assert_eq!(
+            m[2]["content"][0],
+            json!({"type": "tool_result", "tool_use_id": "tu1", "content": "Error: done"})
+        );
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn stop_reasons_map_both_ways() {
+        for (a, o) in [
+            ("end_turn", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+        ] {
+            assert_eq!(stop_to_openai(a), o);
+            assert_eq!(stop_to_anthropic(o), a);
+        }
+    }
+}

@@ -118,6 +118,11 @@ for c in $CONCURRENCY; do
 done
 run stream-c1 direct "$MOCK_URL" --concurrency 1 --stream
 run stream-c1 switchyard "$GW_URL" --concurrency 1 --stream
+# The Anthropic Messages path: the same body is a valid Messages request; the gateway translates it
+# to the OpenAI wire and the answer back.
+MSG_URL="${GW_URL%/chat/completions}/messages"
+run c1 messages "$MSG_URL" --concurrency 1
+run stream-c1 messages "$MSG_URL" --concurrency 1 --stream
 alive "$GW_PID" switchyard "$TMP/gateway.log"
 AFTER_RSS_KB=$(rss_kb "$GW_PID")
 
@@ -225,6 +230,14 @@ jq -r '
         )
       else empty end ),
     "",
+    "",
+    ( ($s | map(select(.scenario == "c1")) | .[0]) as $o
+      | ($r.runs | map(select(.target == "messages" and .scenario == "c1")) | .[0]) as $m
+      | ($s | map(select(.scenario == "stream-c1")) | .[0]) as $os
+      | ($r.runs | map(select(.target == "messages" and .scenario == "stream-c1")) | .[0]) as $ms
+      | if $m == null then empty else
+        "- Anthropic /v1/messages over the OpenAI wire, c1: p50/p99 \($m.p50_us | ms) / \($m.p99_us | ms) ms vs OpenAI path \($o.p50_us | ms) / \($o.p99_us | ms) ms (translation adds \(sub($m.p50_us; $o.p50_us) | sgn) / \(sub($m.p99_us; $o.p99_us) | sgn) ms); streaming TTFT \($ms.ttft_p50_us | ms) / \($ms.ttft_p99_us | ms) ms vs \($os.ttft_p50_us | ms) / \($os.ttft_p99_us | ms) ms"
+        end ),
     "",
     "Router, group of 4 deployments (added = minus the direct run of the same concurrency):",
     "",

@@ -10,6 +10,29 @@ echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo build (binaries for the SDK tests)"
 cargo build --bins --quiet
+# Services: the Postgres suite runs when 127.0.0.1:5432 answers (the `test` database, user
+# postgres), the Redis suite when 127.0.0.1:6379 does; with CI=true both are required.
+PG_URL=${SWITCHYARD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+reachable() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+skipped=()
+if reachable 127.0.0.1 5432; then
+  export SWITCHYARD_TEST_DATABASE_URL=$PG_URL
+else
+  skipped+=("Postgres (127.0.0.1:5432 unreachable)")
+fi
+if reachable 127.0.0.1 6379; then
+  export SWITCHYARD_TEST_REDIS_URL=${SWITCHYARD_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+else
+  skipped+=("Redis (127.0.0.1:6379 unreachable)")
+fi
+if [ "${CI:-}" = "true" ]; then
+  if [ ${#skipped[@]} -gt 0 ]; then
+    printf 'CI requires the services: %s\n' "${skipped[@]}" >&2
+    exit 1
+  fi
+  export SWITCHYARD_REQUIRE_POSTGRES=1
+fi
+
 echo "== cargo test"
 cargo test --all-targets
 
@@ -19,3 +42,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 SWITCHYARD_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest -q tests/python
+
+if [ ${#skipped[@]} -gt 0 ]; then
+  printf '== SKIPPED suites: %s\n' "${skipped[@]}"
+else
+  echo "== all suites ran (Postgres and Redis reachable)"
+fi

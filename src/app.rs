@@ -8,14 +8,18 @@
 //! 3. the handler turns the outcome or the error into the dialect's response and headers.
 
 use crate::api;
+use crate::auth::directory::Directory;
 use crate::auth::Auth;
 use crate::config::{Config, Strategy};
 use crate::error::GatewayError;
+use crate::ledger::cost::CostBook;
+use crate::ledger::writer::Ledger;
 use crate::providers::Upstream;
 use crate::routing::clock::{Clock, SystemClock};
 use crate::routing::{ModelMap, Router as RouteState};
 use crate::signals::gpu::GpuSource;
 use crate::signals::Signals;
+use crate::store::Store;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -34,6 +38,10 @@ pub struct AppState {
     pub signals: Option<Arc<Signals>>,
     pub upstream: Upstream,
     pub auth: Auth,
+    /// Keys, teams, users and spend (when a database is configured).
+    pub store: Option<Arc<Store>>,
+    pub ledger: Option<Arc<Ledger>>,
+    pub costs: Arc<CostBook>,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -61,12 +69,25 @@ impl AppState {
         });
         let models = ModelMap::new(&config);
         let router = RouteState::new(&config, clock);
-        let auth = Auth::new(config.general.master_key.as_deref());
+        let store = match &config.general.database {
+            Some(db) => Some(Arc::new(
+                Store::open(db.clone()).map_err(|e| GatewayError::Internal(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let directory = store.as_ref().map(|s| Arc::new(Directory::new(s.clone())));
+        let ledger = store
+            .as_ref()
+            .map(|s| Ledger::start(s.clone(), config.general.ledger.clone()));
+        let auth = Auth::new(config.general.master_key.as_deref(), directory);
         Ok(Arc::new(AppState {
             models,
             router,
             signals,
             auth,
+            store,
+            ledger,
+            costs: Arc::new(CostBook::new(&config)),
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -105,6 +126,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(api::health::health))
         .route("/model/info", get(api::admin::model_info))
         .route("/status", get(api::admin::status))
+        .route("/key/generate", post(api::keys::generate))
+        .route("/key/info", get(api::keys::info))
+        .route("/key/update", post(api::keys::update))
+        .route("/key/delete", post(api::keys::delete))
+        .route("/key/list", get(api::keys::list))
+        .route("/key/regenerate", post(api::keys::regenerate))
+        .route("/team/new", post(api::keys::team_new))
+        .route("/team/info", get(api::keys::team_info))
+        .route("/team/update", post(api::keys::team_update))
+        .route("/user/new", post(api::keys::user_new))
+        .route("/user/info", get(api::keys::user_info))
+        .route("/spend/logs", get(api::spend::logs))
+        .route("/spend/tags", get(api::spend::tags))
+        .route("/global/spend", get(api::spend::global))
+        .route("/global/spend/models", get(api::spend::by_model))
+        .route("/global/spend/keys", get(api::spend::by_key))
+        .route("/global/spend/report", get(api::spend::report))
+        .route("/savings", get(api::spend::savings))
         .route("/v1/model/info", get(api::admin::model_info))
         .route("/", get(api::health::root));
     openai

@@ -101,6 +101,17 @@ fn is_loopback(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The SQLite file `switchyard` serves with when no database is configured.
+pub const DEFAULT_DB: &str = "switchyard.db";
+
+/// Fills in the default database: a SQLite file in the working directory.
+pub fn default_database(config: &mut Config) {
+    if config.general.database.is_none() {
+        config.general.database = Some(crate::store::Database::Sqlite(DEFAULT_DB.into()));
+        config.general.ledger.spill_path = format!("{DEFAULT_DB}.spill.jsonl").into();
+    }
+}
+
 /// The report `switchyard check` prints.
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
@@ -112,6 +123,15 @@ pub fn describe(config: &Config) -> String {
         }
     }
     let _ = writeln!(out, "routing strategy: {:?}", config.router.routing_strategy);
+    let _ = writeln!(
+        out,
+        "database: {}",
+        config
+            .general
+            .database
+            .as_ref()
+            .map_or_else(|| format!("sqlite {DEFAULT_DB} (default)"), |d| d.describe())
+    );
     let _ = writeln!(out, "model groups ({}):", groups.len());
     for g in groups {
         let _ = writeln!(out, "  {g}");
@@ -184,6 +204,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    if let Some(store) = &state.store {
+        match store.ready().await {
+            Ok(_) => tracing::info!("keys and spend in {}", store.database().describe()),
+            Err(e) => tracing::warn!(
+                "database {} unavailable ({e}); virtual keys answer 503 and spend rows wait (memory, then disk) until it is back",
+                store.database().describe()
+            ),
+        }
+    }
+    let ledger = state.ledger.clone();
     let mut background: Vec<_> = crate::routing::health::spawn_background(state.clone())
         .into_iter()
         .collect();
@@ -198,6 +228,10 @@ pub async fn serve(
         .await;
     for task in background {
         task.abort();
+    }
+    // Requests have drained: write every spend row still waiting before exiting.
+    if let Some(l) = ledger {
+        l.shutdown(std::time::Duration::from_secs(15)).await;
     }
     served
 }

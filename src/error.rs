@@ -95,6 +95,26 @@ pub enum GatewayError {
     )]
     LocalOnly { model: String },
 
+    /// A key, team or user budget is spent and only paid deployments could serve the request.
+    #[error("{message}")]
+    BudgetExceeded { message: String },
+
+    /// A key, team or user rpm/tpm/parallel limit.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
+
+    /// The key (or its team) may not call this model.
+    #[error("{0}")]
+    ModelAccessDenied(String),
+
+    /// A key, team or user named in an admin call does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// The database behind keys and spend could not be reached.
+    #[error("the key and spend database is unavailable: {0}")]
+    StoreUnavailable(String),
+
     #[error("{0}")]
     Internal(String),
 }
@@ -190,7 +210,11 @@ impl GatewayError {
             ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             ContextWindowExceeded { .. } => StatusCode::BAD_REQUEST,
-            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Unauthorized(_) | ModelAccessDenied(_) => StatusCode::UNAUTHORIZED,
+            BudgetExceeded { .. } => StatusCode::BAD_REQUEST,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -209,7 +233,12 @@ impl GatewayError {
             | RouteNotFound(_)
             | MethodNotAllowed(_)
             | Unauthorized(_)
+            | ModelAccessDenied(_)
+            | BudgetExceeded { .. }
+            | RateLimited { .. }
+            | NotFound(_)
             | ContextWindowExceeded { .. } => Blame::Client,
+            StoreUnavailable(_) => Blame::Gateway,
             ModelUnavailable { .. } | NoDeployments { .. } | LocalSaturated { .. } | Internal(_) => Blame::Gateway,
             LocalOnly { .. } => Blame::Client,
             // An upstream 4xx other than auth/rate-limit/timeout/not-found is the caller's request.
@@ -237,6 +266,7 @@ impl GatewayError {
         match self {
             GatewayError::Upstream { retry_after, .. } => *retry_after,
             GatewayError::NoDeployments { retry_after, .. } => Some(*retry_after),
+            GatewayError::RateLimited { retry_after_secs, .. } => Some(Duration::from_secs(*retry_after_secs)),
             _ => None,
         }
     }
@@ -274,8 +304,10 @@ impl GatewayError {
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => ErrorClass::InternalServer,
             NoDeployments { .. } => ErrorClass::RateLimit,
             ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => ErrorClass::ServiceUnavailable,
-            Unauthorized(_) => ErrorClass::Authentication,
-            ModelNotFound(_) | RouteNotFound(_) => ErrorClass::NotFound,
+            Unauthorized(_) | ModelAccessDenied(_) => ErrorClass::Authentication,
+            RateLimited { .. } => ErrorClass::RateLimit,
+            StoreUnavailable(_) => ErrorClass::ServiceUnavailable,
+            ModelNotFound(_) | RouteNotFound(_) | NotFound(_) => ErrorClass::NotFound,
             Internal(_) => ErrorClass::InternalServer,
             _ => ErrorClass::BadRequest,
         }
@@ -293,6 +325,11 @@ impl GatewayError {
             NoDeployments { .. } => "rate_limit_error",
             ContextWindowExceeded { .. } => "invalid_request_error",
             Unauthorized(_) => "auth_error",
+            ModelAccessDenied(_) => "key_model_access_denied",
+            BudgetExceeded { .. } => "budget_exceeded",
+            RateLimited { .. } => "rate_limit_error",
+            NotFound(_) => "not_found_error",
+            StoreUnavailable(_) => "service_unavailable_error",
             Upstream {
                 error_type: Some(t), ..
             } => t,
@@ -314,7 +351,9 @@ impl GatewayError {
     fn param(&self) -> Option<&str> {
         match self {
             GatewayError::InvalidRequest { param, .. } | GatewayError::Upstream { param, .. } => param.as_deref(),
-            GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound(_) | GatewayError::ModelAccessDenied(_) => {
+                Some("model")
+            }
             _ => None,
         }
     }

@@ -21,13 +21,14 @@ fn main() -> ExitCode {
     }
     let args = cli.serve;
     let path = cli::config_path(args.config.as_deref());
-    let config = match Config::load(&path) {
+    let mut config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    cli::default_database(&mut config);
     switchyard::telemetry::init(args.json_logs || config.litellm.json_logs, args.debug);
     for w in &config.warnings {
         tracing::warn!("{w}");

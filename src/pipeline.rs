@@ -74,7 +74,7 @@ impl Call {
     }
 
     /// A rough prompt size (4 characters a token) for context-window and tpm checks.
-    fn estimated_tokens(&self) -> u64 {
+    pub fn estimated_tokens(&self) -> u64 {
         let chars: usize = match self {
             Call::Chat(r) => r
                 .messages
@@ -88,6 +88,28 @@ impl Call {
             Call::Passthrough(_, r) => r.extra.get("prompt").or_else(|| r.extra.get("input")).map_or(0, |v| v.to_string().len()),
         };
         (chars / 4) as u64 + 1
+    }
+
+    /// LiteLLM's `call_type` for the ledger.
+    pub fn call_type(&self, dialect: Dialect) -> &'static str {
+        match (self, dialect) {
+            (Call::Chat(_), Dialect::Anthropic) => "anthropic_messages",
+            (Call::Chat(_), _) => "acompletion",
+            (Call::Passthrough(Endpoint::Embeddings, _), _) => "aembedding",
+            (Call::Passthrough(_, _), _) => "atext_completion",
+        }
+    }
+
+    /// Request tags: `metadata.tags` (LiteLLM) or a top-level `tags`.
+    pub fn tags(&self) -> Vec<String> {
+        let extra = self.extra();
+        extra
+            .get("metadata")
+            .and_then(|m| m.get("tags"))
+            .or_else(|| extra.get("tags"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, &'d str), GatewayError> {
@@ -173,6 +195,8 @@ pub struct RequestCtx<'a> {
     pub forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `false` for a local-only caller: no cloud deployment, even on escalation or fallback.
     pub allow_cloud: bool,
+    /// A virtual key's admission: its models, and its budgets checked before each paid attempt.
+    pub gate: Option<&'a crate::auth::Gate>,
 }
 
 struct Req<'a> {
@@ -185,6 +209,11 @@ pub async fn run(state: &AppState, call: Call, ctx: &RequestCtx<'_>) -> Result<O
     let request_id = ctx.request_id;
     let endpoint = call.endpoint();
     let first = state.models.resolve(call.model(), endpoint)?;
+    if let Some(g) = ctx.gate {
+        if !g.allows_model(call.model(), &first.name) {
+            return Err(g.model_denied(call.model()));
+        }
+    }
     let opts = Options::from(call.extra());
     let settings = &state.config.router;
     let mut tally = Tally {
@@ -244,6 +273,10 @@ pub async fn run(state: &AppState, call: Call, ctx: &RequestCtx<'_>) -> Result<O
             tracing::warn!(request_id, fallback = %target, "fallback names an unknown model group; skipped");
             continue;
         };
+        if ctx.gate.is_some_and(|g| !g.allows_model(target, &group.name)) {
+            tracing::debug!(request_id, fallback = %target, "the key may not use this fallback; skipped");
+            continue;
+        }
         used += 1;
         tracing::info!(request_id, from = %first.name, to = %group.name, error = %err, "falling back");
         match try_group(state, &req, &group, &mut tally, false, false).await {
@@ -287,6 +320,13 @@ async fn try_group(
                 return Err(GatewayError::LocalOnly {
                     model: group.name.clone(),
                 });
+            }
+        }
+        // A spent budget closes the paid deployments; free local ones may still serve.
+        if let Some(over) = req.ctx.gate.and_then(|g| g.admission.over_budget()) {
+            candidates.retain(|(d, _)| d.is_local());
+            if candidates.is_empty() {
+                return Err(over);
             }
         }
         let now = router.now_ms();

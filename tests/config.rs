@@ -216,7 +216,7 @@ fn interpolation_env_section_and_warnings() {
     let p = write(
         dir.path(),
         "c.yaml",
-        "environment_variables:\n  LOCAL_BASE: http://127.0.0.1:8000\nmodel_list:\n  - model_name: a\n    litellm_params:\n      model: hosted_vllm/${MODEL_ID:-Qwen/Qwen2.5-7B}\n      api_base: ${LOCAL_BASE}\n      rpm: os.environ/RPM\n      temperature: 0.3\n      tags: [x]\nlitellm_settings:\n  drop_params: True\n  success_callback: [langfuse]\ngeneral_settings:\n  master_key: sk-1234\n  database_url: postgres://x\nguardrails: []\n",
+        "environment_variables:\n  LOCAL_BASE: http://127.0.0.1:8000\nmodel_list:\n  - model_name: a\n    litellm_params:\n      model: hosted_vllm/${MODEL_ID:-Qwen/Qwen2.5-7B}\n      api_base: ${LOCAL_BASE}\n      rpm: os.environ/RPM\n      temperature: 0.3\n      tags: [x]\nlitellm_settings:\n  drop_params: True\n  success_callback: [langfuse]\ngeneral_settings:\n  master_key: sk-1234\n  database_url: postgres://x\n  store_model_in_db: true\nguardrails: []\n",
     );
     let c = Config::load_with_env(&p, &env(&[("RPM", "60")])).unwrap();
     let d = &c.deployments[0];
@@ -227,10 +227,14 @@ fn interpolation_env_section_and_warnings() {
     assert_eq!(d.defaults["temperature"], 0.3);
     assert!(!d.defaults.contains_key("tags"));
     assert_eq!(c.general.master_key.as_deref(), Some("sk-1234"));
+    assert_eq!(
+        c.general.database,
+        Some(switchyard::store::Database::Postgres("postgres://x".into()))
+    );
     for w in [
         "model_list[0].litellm_params.tags: accepted but not implemented yet; ignored",
         "litellm_settings.success_callback: accepted but not implemented yet; ignored",
-        "general_settings.database_url: accepted but not implemented yet; ignored",
+        "general_settings.store_model_in_db: accepted but not implemented yet; ignored",
         "guardrails: accepted but not implemented; ignored",
     ] {
         assert!(

@@ -22,7 +22,7 @@ pub async fn model_info(
     headers: HeaderMap,
     Query(q): Query<InfoQuery>,
 ) -> Response {
-    match state.auth.authenticate(&headers) {
+    match state.auth.authenticate(&headers).await {
         Ok(c) if c.is_admin() => {}
         Ok(_) => return GatewayError::Unauthorized("/model/info needs the master key".into()).into_response(),
         Err(e) => return e.into_response(),
@@ -119,7 +119,7 @@ fn describe(state: &AppState, d: &Deployment) -> Value {
 
 /// `GET /status` (master key): every signal with its age, and each deployment's routing state.
 pub async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match state.auth.authenticate(&headers) {
+    match state.auth.authenticate(&headers).await {
         Ok(c) if c.is_admin() => {}
         Ok(_) => return GatewayError::Unauthorized("/status needs the master key".into()).into_response(),
         Err(e) => return e.into_response(),

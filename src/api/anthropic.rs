@@ -31,7 +31,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, req: Request) -> Respo
 pub async fn count_tokens(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
-        state.auth.authenticate(&parts.headers)?;
+        state.auth.authenticate(&parts.headers).await?;
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
         let v = parse(&bytes)?;
         if !v.get("model").is_some_and(Value::is_string) {

@@ -38,7 +38,7 @@ pub struct HealthQuery {
 
 /// Calls each deployment (optionally only those of `?model=`) with a one-token request.
 pub async fn health(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<HealthQuery>) -> Response {
-    match state.auth.authenticate(&headers) {
+    match state.auth.authenticate(&headers).await {
         Ok(c) if c.is_admin() => {}
         Ok(_) => return GatewayError::Unauthorized("/health needs the master key".into()).into_response(),
         Err(e) => return e.into_response(),

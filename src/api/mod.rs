@@ -3,11 +3,17 @@
 pub mod admin;
 pub mod anthropic;
 pub mod health;
+pub mod keys;
 pub mod openai;
+pub mod spend;
 
 use crate::app::{AppState, RequestCtx};
 use crate::error::{Dialect, GatewayError};
+use crate::ledger::cost::Tokens;
+use crate::ledger::meter::{self, Meter, Served, Tap};
+use crate::limits::RateHeaders;
 use crate::pipeline::{self, Call, Outcome, Payload};
+use crate::routing::local_first::Route;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -70,31 +76,156 @@ pub async fn handle(
     let Some(ctx) = parts.extensions.get::<RequestCtx>().cloned() else {
         return GatewayError::Internal("request context missing".into()).into_response_in(dialect);
     };
+    let mut metered: Option<(Meter, bool)> = None;
+    let mut rate: Option<RateHeaders> = None;
     let result = async {
-        let caller = state.auth.authenticate(&parts.headers)?;
+        let caller = state.auth.authenticate(&parts.headers).await?;
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
-        let call = parse(&bytes)?;
+        let mut call = parse(&bytes)?;
         if call_model_is_empty(&call) {
             return Err(GatewayError::invalid_param(
                 "model",
                 "`model` must name a model; call /v1/models to list them",
             ));
         }
-        let rctx = pipeline::RequestCtx {
-            request_id: &ctx.id,
-            dialect,
-            forward_headers: forwarded(&parts.headers, dialect),
-            allow_cloud: state.config.router.local_first.allow_cloud && caller.allow_cloud(),
+        let gate = match caller.key() {
+            Some(key) => {
+                let mut resets = Vec::new();
+                let gate = crate::auth::admit(key, crate::store::now_ms(), &mut resets);
+                if let Some(ledger) = &state.ledger {
+                    resets.into_iter().for_each(|r| ledger.reset(r));
+                }
+                let gate = gate?;
+                rate = Some(gate.admission.headers.clone());
+                Some(gate)
+            }
+            None => None,
         };
-        pipeline::run(state, call, &rctx).await
+        let strip_usage = state.ledger.is_some() && ask_for_usage(&mut call) && dialect == Dialect::OpenAi;
+        let meter = state.ledger.as_ref().map(|ledger| Meter {
+            ledger: Some(ledger.clone()),
+            costs: state.costs.clone(),
+            gate: None,
+            request_id: ctx.id.to_string(),
+            call_type: call.call_type(dialect),
+            stream: call.is_stream(),
+            tags: call.tags(),
+            started: ctx.started,
+            started_unix_ms: crate::store::now_ms() - ctx.started.elapsed().as_millis() as i64,
+            estimated_prompt: call.estimated_tokens(),
+        });
+        let model = call.model().to_string();
+        let out = {
+            let rctx = pipeline::RequestCtx {
+                request_id: &ctx.id,
+                dialect,
+                forward_headers: forwarded(&parts.headers, dialect),
+                allow_cloud: state.config.router.local_first.allow_cloud && caller.allow_cloud(),
+                gate: gate.as_ref(),
+            };
+            pipeline::run(state, call, &rctx).await
+        };
+        let meter = meter.map(|mut m| {
+            m.gate = gate;
+            m
+        });
+        match out {
+            Ok(o) => {
+                metered = meter.map(|m| (m, strip_usage));
+                Ok(o)
+            }
+            Err(e) => {
+                if let Some(m) = meter {
+                    let served = Served {
+                        deployment: None,
+                        model_group: model,
+                        route: "none",
+                        status: e.status().as_u16(),
+                        ttft_ms: None,
+                    };
+                    m.finish(served, Tokens::default());
+                }
+                Err(e)
+            }
+        }
     }
     .await;
-    match result {
-        Ok(outcome) => respond(outcome, &ctx),
+    let mut resp = match result {
+        Ok(mut outcome) => {
+            if let Some((meter, strip)) = metered {
+                outcome = meter_outcome(outcome, meter, strip, dialect);
+            }
+            respond(outcome, &ctx)
+        }
         Err(err) => {
             tracing::info!(request_id = %ctx.id, status = err.status().as_u16(), error = %err, "request failed");
             err.into_response_in(dialect)
         }
+    };
+    if let Some(r) = rate {
+        rate_headers(resp.headers_mut(), &r);
+    }
+    resp
+}
+
+/// Asks a streaming chat upstream for its usage (exact stream costs); whether the client did not
+/// ask itself, so the usage event is the gateway's to keep.
+fn ask_for_usage(call: &mut Call) -> bool {
+    let Call::Chat(r) = call else { return false };
+    if r.stream != Some(true) {
+        return false;
+    }
+    let opts = r.stream_options.get_or_insert_with(Default::default);
+    if opts.include_usage == Some(true) {
+        return false;
+    }
+    opts.include_usage = Some(true);
+    true
+}
+
+/// Meters a served request: at once for a full body, at the stream's end for a stream.
+fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Dialect) -> Outcome {
+    let dep = outcome.deployment.clone();
+    let served = Served {
+        model_group: dep.model_name.clone(),
+        route: outcome.route.unwrap_or_else(|| Route::of(&dep)).as_str(),
+        deployment: Some(dep),
+        status: 200,
+        ttft_ms: None,
+    };
+    outcome.payload = match outcome.payload {
+        Payload::Full(b) => {
+            let tokens = meter::from_body(&b).unwrap_or(Tokens {
+                prompt: meter.estimated_prompt,
+                ..Default::default()
+            });
+            meter.finish(served, tokens);
+            Payload::Full(b)
+        }
+        Payload::Stream(body) => {
+            let tap = Tap::new(body.into_data_stream(), meter, served, dialect, strip);
+            Payload::Stream(Body::from_stream(tap))
+        }
+    };
+    outcome
+}
+
+fn rate_headers(h: &mut HeaderMap, r: &RateHeaders) {
+    let pairs = [
+        ("x-ratelimit-limit-requests", r.limit_requests),
+        ("x-ratelimit-remaining-requests", r.remaining_requests),
+        ("x-ratelimit-limit-tokens", r.limit_tokens),
+        ("x-ratelimit-remaining-tokens", r.remaining_tokens),
+    ];
+    let mut any = false;
+    for (name, v) in pairs {
+        if let Some(v) = v {
+            h.insert(name, HeaderValue::from(v));
+            any = true;
+        }
+    }
+    if any {
+        h.insert("x-ratelimit-reset-requests", HeaderValue::from(r.reset_secs));
     }
 }
 

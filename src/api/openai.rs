@@ -51,20 +51,23 @@ fn model_object(id: &str, created: u64) -> serde_json::Value {
 }
 
 pub async fn list_models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers) {
-        return e.into_response();
-    }
+    let caller = match state.auth.authenticate(&headers).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    // A virtual key sees the models it may call.
     let data: Vec<_> = state
         .models
         .public_names()
         .iter()
+        .filter(|n| caller.key().is_none_or(|k| k.allows_model(n, n)))
         .map(|n| model_object(n, state.started_unix))
         .collect();
     Json(serde_json::json!({"object": "list", "data": data})).into_response()
 }
 
 pub async fn get_model(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers) {
+    if let Err(e) = state.auth.authenticate(&headers).await {
         return e.into_response();
     }
     if state.models.public_names().iter().any(|n| n == &id) {

@@ -273,6 +273,12 @@ pub struct GeneralSettings {
     pub max_request_size_bytes: usize,
     pub background_health_checks: bool,
     pub health_check_interval: Duration,
+    /// Keys, teams, users and the spend ledger; `None` leaves virtual keys off (the CLI then uses
+    /// a SQLite file, see `cli::serve`).
+    pub database: Option<crate::store::Database>,
+    pub ledger: crate::ledger::writer::LedgerSettings,
+    /// The hourly price of the GPU box: local requests are charged their share of it.
+    pub gpu_cost_per_hour: Option<f64>,
     pub rest: Mapping,
 }
 
@@ -480,6 +486,27 @@ pub fn general(
     let health_check_interval = f
         .seconds("health_check_interval")
         .unwrap_or(Duration::from_secs_f64(DEFAULT_HEALTH_CHECK_INTERVAL));
+    let database = database(&mut f, env);
+    let mut ledger = crate::ledger::writer::LedgerSettings::default();
+    if let Some(n) = f.u64("spend_logs_batch_size") {
+        ledger.batch_size = (n as usize).clamp(1, 10_000);
+    }
+    if let Some(d) = f.seconds("spend_logs_flush_interval") {
+        ledger.flush_interval = d.max(Duration::from_millis(10));
+    }
+    if let Some(n) = f.u64("spend_logs_buffer_rows") {
+        ledger.buffer_rows = (n as usize).max(100);
+    }
+    if let Some(p) = f.string("spend_logs_spill_path") {
+        ledger.spill_path = p.into();
+    } else if let Some(crate::store::Database::Sqlite(db)) = &database {
+        ledger.spill_path = format!("{db}.spill.jsonl").into();
+    }
+    if let Some(mb) = f.non_negative("spend_logs_spill_max_mb") {
+        ledger.spill_max_bytes = (mb * 1024.0 * 1024.0) as u64;
+    }
+    ledger.rows_enabled = !f.bool("disable_spend_logs").unwrap_or(false);
+    let gpu_cost_per_hour = f.non_negative("gpu_cost_per_hour");
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -487,6 +514,38 @@ pub fn general(
         max_request_size_bytes,
         background_health_checks,
         health_check_interval,
+        database,
+        ledger,
+        gpu_cost_per_hour,
         rest,
     }
+}
+
+/// `database_url` (or `DATABASE_URL`): Postgres, or `sqlite:PATH`; `database_path` (or
+/// `SWITCHYARD_DB_PATH`): a SQLite file.
+fn database(f: &mut Fields<'_>, env: &dyn Env) -> Option<crate::store::Database> {
+    use crate::store::Database;
+    let url_path = f.path_of("database_url");
+    if let Some(url) = f
+        .string("database_url")
+        .or_else(|| env.get("DATABASE_URL"))
+        .filter(|u| !u.is_empty())
+    {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(Database::Postgres(url));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            return Some(Database::Sqlite(path.to_string()));
+        }
+        f.errors_mut().push((
+            url_path,
+            "expected a postgres:// (or postgresql://) URL, or sqlite:PATH".into(),
+        ));
+        return None;
+    }
+    f.string("database_path")
+        .or_else(|| env.get("SWITCHYARD_DB_PATH"))
+        .filter(|p| !p.is_empty())
+        .map(Database::Sqlite)
 }

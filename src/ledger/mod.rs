@@ -1,3 +1,6 @@
-//! What requests cost. The price table is here; spend records and budgets join it.
+//! What requests cost and where that is written: prices, metering, and the batched writer.
 
+pub mod cost;
+pub mod meter;
 pub mod prices;
+pub mod writer;

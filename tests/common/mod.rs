@@ -13,6 +13,7 @@ pub struct Gateway {
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for Gateway {
@@ -24,6 +25,16 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
+    /// Graceful shutdown, waiting until the gateway has drained and flushed its ledger.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -93,7 +104,7 @@ async fn spawn_inner(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(switchyard::cli::serve(listener, state, async move {
+    let task = tokio::spawn(switchyard::cli::serve(listener, state, async move {
         let _ = rx.await;
     }));
     Gateway {
@@ -101,6 +112,7 @@ async fn spawn_inner(
         client: reqwest::Client::new(),
         _dir: dir,
         shutdown: Some(tx),
+        task: Some(task),
     }
 }
 

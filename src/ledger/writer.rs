@@ -1,0 +1,377 @@
+//! The ledger writer: spend rows leave the request path through a bounded channel and reach the
+//! database in batches, off the hot path.
+//!
+//! - A batch is written every `flush_interval` or when `batch_size` rows wait, whichever is first,
+//!   in one transaction together with the key/team/user `spend` increments it implies.
+//! - A slow or down database never slows a request: `record` is a non-blocking `try_send`.
+//! - While the database is down the writer keeps draining the channel into memory, up to
+//!   `buffer_rows`; past that, rows are appended to a spill file (JSON lines, `spill_path`, at
+//!   most `spill_max_bytes`) and written to the database once it is back. Only past both bounds
+//!   are rows dropped, counted and reported in the log.
+//! - Budget resets go through the same queue, so increments of requests that finished before a
+//!   reset are applied before it.
+//! - On graceful shutdown everything waiting is flushed (or spilled when the database is down);
+//!   a crash loses at most one flush interval of rows.
+
+use crate::limits::Reset;
+use crate::store::spend::{Principal, SpendRow};
+use crate::store::Store;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub buffer_rows: usize,
+    pub spill_path: PathBuf,
+    pub spill_max_bytes: u64,
+    /// `disable_spend_logs`: keep spend on keys/teams/users but write no per-request rows.
+    pub rows_enabled: bool,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            batch_size: 500,
+            flush_interval: Duration::from_secs(1),
+            buffer_rows: 50_000,
+            spill_path: PathBuf::from("switchyard-spill.jsonl"),
+            spill_max_bytes: 1 << 30,
+            rows_enabled: true,
+        }
+    }
+}
+
+enum Op {
+    Row(Box<SpendRow>),
+    Reset(Reset),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters the metrics and `/status` read.
+#[derive(Default, Debug)]
+pub struct LedgerStats {
+    pub written: AtomicU64,
+    pub spilled: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failures: AtomicU64,
+    pub backlog: AtomicU64,
+}
+
+pub struct Ledger {
+    tx: mpsc::Sender<Op>,
+    pub stats: Arc<LedgerStats>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: Mutex<bool>,
+}
+
+/// Room in the channel between requests and the writer; the writer drains it continuously.
+const CHANNEL: usize = 16_384;
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Ledger {
+    pub fn start(store: Arc<Store>, settings: LedgerSettings) -> Arc<Ledger> {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let stats = Arc::new(LedgerStats::default());
+        let writer = Writer {
+            store,
+            settings,
+            stats: stats.clone(),
+            queue: VecDeque::new(),
+            rows_queued: 0,
+            retry: RETRY_MIN,
+        };
+        let task = tokio::spawn(writer.run(rx));
+        Arc::new(Ledger {
+            tx,
+            stats,
+            task: Mutex::new(Some(task)),
+            closed: Mutex::new(false),
+        })
+    }
+
+    /// Hands a row to the writer without waiting; never fails the request.
+    pub fn record(&self, row: SpendRow) {
+        match self.tx.try_send(Op::Row(Box::new(row))) {
+            Ok(()) => {
+                self.stats.backlog.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(dropped = n, "ledger writer is not keeping up: spend rows dropped");
+                }
+            }
+        }
+    }
+
+    pub fn reset(&self, r: Reset) {
+        if self.tx.try_send(Op::Reset(r)).is_err() {
+            tracing::warn!("ledger queue full: a budget reset is applied in memory only");
+        }
+    }
+
+    /// Waits until everything recorded so far is in the database (or spilled).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Op::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Flushes and stops the writer; bounded by `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        {
+            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            if *closed {
+                return;
+            }
+            *closed = true;
+        }
+        let _ = tokio::time::timeout(timeout, self.flush()).await;
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            t.abort();
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<Store>,
+    settings: LedgerSettings,
+    stats: Arc<LedgerStats>,
+    queue: VecDeque<Op>,
+    rows_queued: usize,
+    retry: Duration,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut tick = tokio::time::interval(self.settings.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut healthy = true;
+        loop {
+            tokio::select! {
+                op = rx.recv() => match op {
+                    Some(Op::Flush(done)) => {
+                        // Drain what arrived before the flush request, then write it all.
+                        while let Ok(op) = rx.try_recv() { self.push(op); }
+                        if !self.drain().await {
+                            self.spill_all();
+                        }
+                        let _ = done.send(());
+                    }
+                    Some(op) => {
+                        self.push(op);
+                        if healthy && self.rows_queued >= self.settings.batch_size {
+                            healthy = self.drain().await;
+                        }
+                    }
+                    None => {
+                        if !self.drain().await {
+                            self.spill_all();
+                        }
+                        return;
+                    }
+                },
+                _ = tick.tick() => {
+                    healthy = self.drain().await;
+                    if healthy {
+                        self.reingest_spill().await;
+                    } else {
+                        tick.reset_after(self.retry);
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, op: Op) {
+        if let Op::Row(_) = op {
+            self.rows_queued += 1;
+            self.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.queue.push_back(op);
+        if self.rows_queued > self.settings.buffer_rows {
+            self.spill_rows(self.rows_queued - self.settings.buffer_rows / 2);
+        }
+    }
+
+    /// Writes the queue in order; `false` (queue kept) when the database fails.
+    async fn drain(&mut self) -> bool {
+        while !self.queue.is_empty() {
+            if let Some(Op::Reset(r)) = self.queue.front() {
+                let r = r.clone();
+                if let Err(e) = self.store.reset_budget(r.principal, &r.id, r.seen, r.next).await {
+                    return self.failed(e);
+                }
+                self.queue.pop_front();
+                continue;
+            }
+            let n = self
+                .queue
+                .iter()
+                .take(self.settings.batch_size)
+                .take_while(|op| matches!(op, Op::Row(_)))
+                .count();
+            if n == 0 {
+                // A flush marker cannot be queued; nothing else to do.
+                self.queue.pop_front();
+                continue;
+            }
+            let rows: Vec<&SpendRow> = self
+                .queue
+                .iter()
+                .take(n)
+                .filter_map(|op| match op {
+                    Op::Row(r) => Some(&**r),
+                    _ => None,
+                })
+                .collect();
+            if let Err(e) = self.write(&rows).await {
+                return self.failed(e);
+            }
+            self.queue.drain(..n);
+            self.rows_queued -= n;
+            self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.retry = RETRY_MIN;
+        true
+    }
+
+    async fn write(&self, rows: &[&SpendRow]) -> Result<(), crate::store::StoreError> {
+        let increments = increments(rows.iter().copied());
+        let owned: Vec<SpendRow> = if self.settings.rows_enabled {
+            rows.iter().map(|r| (*r).clone()).collect()
+        } else {
+            Vec::new()
+        };
+        self.store.write_batch(&owned, &increments).await
+    }
+
+    fn failed(&mut self, e: crate::store::StoreError) -> bool {
+        let n = self.stats.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(error = %e, queued = self.rows_queued, "ledger write failed; rows kept and retried");
+        }
+        self.retry = (self.retry * 2).min(RETRY_MAX);
+        false
+    }
+
+    /// Moves the oldest `n` queued rows to the spill file (resets stay queued, in order).
+    fn spill_rows(&mut self, n: usize) {
+        let mut taken = Vec::with_capacity(n);
+        let mut rest = VecDeque::with_capacity(self.queue.len());
+        for op in self.queue.drain(..) {
+            match op {
+                Op::Row(r) if taken.len() < n => taken.push(r),
+                other => rest.push_back(other),
+            }
+        }
+        self.queue = rest;
+        self.rows_queued -= taken.len();
+        self.append_spill(&taken);
+    }
+
+    fn spill_all(&mut self) {
+        let n = self.rows_queued;
+        if n > 0 {
+            self.spill_rows(n);
+        }
+    }
+
+    fn append_spill(&self, rows: &[Box<SpendRow>]) {
+        let path = &self.settings.spill_path;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut buf = Vec::new();
+        for r in rows {
+            if serde_json::to_writer(&mut buf, &**r).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        if size + buf.len() as u64 > self.settings.spill_max_bytes {
+            self.stats.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            tracing::error!(rows = rows.len(), path = %path.display(), "spill file is full: spend rows dropped");
+            return;
+        }
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&buf).and_then(|_| f.sync_data()));
+        match written {
+            Ok(()) => {
+                self.stats.spilled.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                tracing::warn!(rows = rows.len(), path = %path.display(), "database behind: spend rows spilled to disk");
+            }
+            Err(e) => {
+                self.stats.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, rows = rows.len(), "could not spill spend rows: dropped");
+            }
+        }
+    }
+
+    /// Writes a spill file left by an outage (or an earlier run) into the database, then removes it.
+    async fn reingest_spill(&mut self) {
+        let path = self.settings.spill_path.clone();
+        if !path.exists() {
+            return;
+        }
+        let Ok(file) = std::fs::File::open(&path) else { return };
+        let rows: Vec<SpendRow> = std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<SpendRow>(&l).ok())
+            .collect();
+        let size = self.settings.batch_size.max(1);
+        for (i, chunk) in rows.chunks(size).enumerate() {
+            let refs: Vec<&SpendRow> = chunk.iter().collect();
+            if let Err(e) = self.write(&refs).await {
+                // Keep only what is not yet written: a row written twice would charge twice.
+                self.rewrite_spill(&rows[i * size..]);
+                self.failed(e);
+                return;
+            }
+            self.stats.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        let _ = std::fs::remove_file(&path);
+        tracing::info!(rows = rows.len(), "spilled spend rows written to the database");
+    }
+
+    fn rewrite_spill(&self, rows: &[SpendRow]) {
+        let mut buf = Vec::new();
+        for r in rows {
+            if serde_json::to_writer(&mut buf, r).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        let tmp = self.settings.spill_path.with_extension("tmp");
+        if std::fs::write(&tmp, &buf).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.settings.spill_path);
+        }
+    }
+}
+
+/// The `spend` each key, team and user moves by for these rows.
+fn increments<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> HashMap<(Principal, String), f64> {
+    let mut m: HashMap<(Principal, String), f64> = HashMap::new();
+    for r in rows.filter(|r| r.spend > 0.0) {
+        for (p, id) in [
+            (Principal::Key, &r.api_key),
+            (Principal::Team, &r.team_id),
+            (Principal::User, &r.user_id),
+        ] {
+            if let Some(id) = id {
+                *m.entry((p, id.clone())).or_default() += r.spend;
+            }
+        }
+    }
+    m
+}

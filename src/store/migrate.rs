@@ -1,0 +1,150 @@
+//! Embedded schema migrations, run at start-up.
+//!
+//! Two gateways may start against one Postgres at once: the migration runs under a Postgres
+//! advisory lock, and every statement is idempotent (`IF NOT EXISTS`), so the second waits and
+//! then finds nothing to do. SQLite serialises writers itself (`BEGIN IMMEDIATE`).
+
+use super::{Database, StoreError};
+type AnyPool = sqlx::Pool<sqlx::Any>;
+use sqlx::{Executor, Row};
+
+/// Each entry is one schema version; append, never edit a shipped one.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE IF NOT EXISTS sy_keys (
+        token_hash TEXT PRIMARY KEY,
+        key_name TEXT NOT NULL,
+        key_alias TEXT,
+        team_id TEXT,
+        user_id TEXT,
+        models TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        max_budget DOUBLE PRECISION,
+        budget_duration TEXT,
+        budget_reset_at BIGINT,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        rpm_limit BIGINT,
+        tpm_limit BIGINT,
+        max_parallel_requests BIGINT,
+        allow_cloud BIGINT NOT NULL DEFAULT 1,
+        blocked BIGINT NOT NULL DEFAULT 0,
+        expires_at BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS sy_keys_team ON sy_keys (team_id)",
+    "CREATE INDEX IF NOT EXISTS sy_keys_user ON sy_keys (user_id)",
+    "CREATE TABLE IF NOT EXISTS sy_teams (
+        team_id TEXT PRIMARY KEY,
+        team_alias TEXT,
+        models TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        max_budget DOUBLE PRECISION,
+        budget_duration TEXT,
+        budget_reset_at BIGINT,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        rpm_limit BIGINT,
+        tpm_limit BIGINT,
+        max_parallel_requests BIGINT,
+        blocked BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS sy_users (
+        user_id TEXT PRIMARY KEY,
+        user_email TEXT,
+        models TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        max_budget DOUBLE PRECISION,
+        budget_duration TEXT,
+        budget_reset_at BIGINT,
+        spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+        rpm_limit BIGINT,
+        tpm_limit BIGINT,
+        max_parallel_requests BIGINT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS sy_spend_logs (
+        id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        key_hash TEXT,
+        key_alias TEXT,
+        team_id TEXT,
+        user_id TEXT,
+        model_group TEXT NOT NULL,
+        deployment TEXT,
+        model TEXT,
+        provider TEXT,
+        route TEXT NOT NULL,
+        call_type TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        cloud_cost DOUBLE PRECISION NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        ttft_ms DOUBLE PRECISION,
+        status BIGINT NOT NULL,
+        cache_hit BIGINT NOT NULL,
+        stream BIGINT NOT NULL,
+        tags TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        day BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS sy_spend_logs_time ON sy_spend_logs (started_at)",
+    "CREATE INDEX IF NOT EXISTS sy_spend_logs_key ON sy_spend_logs (key_hash)",
+    "CREATE INDEX IF NOT EXISTS sy_spend_logs_request ON sy_spend_logs (request_id)",
+]];
+
+/// An arbitrary constant naming switchyard's migration lock among a database's advisory locks.
+const PG_LOCK: i64 = 0x5357_5943_4844; // "SWYCHD"
+
+pub async fn run(pool: &AnyPool, db: &Database) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let lock = if db.is_postgres() {
+        conn.execute(sqlx::query("SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock($1)) AS l").bind(PG_LOCK))
+            .await?;
+        None
+    } else {
+        conn.execute("BEGIN IMMEDIATE").await?;
+        Some(())
+    };
+    let result = apply(&mut conn).await;
+    if db.is_postgres() {
+        let _ = conn
+            .execute(sqlx::query("SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_unlock($1)) AS l").bind(PG_LOCK))
+            .await;
+    } else if lock.is_some() {
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute(end).await?;
+    }
+    result
+}
+
+async fn apply(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    conn.execute("CREATE TABLE IF NOT EXISTS sy_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .await?;
+    let current: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS v FROM sy_schema")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("v")?;
+    for (i, steps) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        for sql in *steps {
+            conn.execute(*sql)
+                .await
+                .map_err(|e| StoreError::Migrate(format!("version {version}: {e}")))?;
+        }
+        sqlx::query("INSERT INTO sy_schema (version, applied_at) VALUES ($1, $2)")
+            .bind(version)
+            .bind(super::now_ms())
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}

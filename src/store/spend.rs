@@ -1,0 +1,424 @@
+//! The spend ledger's rows, their batched insert, and the report queries.
+
+use super::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::HashMap;
+
+/// One request, as the ledger keeps it (and as the spill file holds it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpendRow {
+    pub id: String,
+    pub request_id: String,
+    /// SHA-256 of the virtual key (hex); `None` for the master key or an open gateway.
+    pub api_key: Option<String>,
+    pub key_alias: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub model_group: String,
+    pub model_id: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    /// `local` or `cloud`.
+    pub route: String,
+    pub call_type: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    /// USD charged to the caller.
+    pub spend: f64,
+    /// USD the request would have cost at the group's cloud price (equal to `spend` when served in the cloud).
+    pub cloud_equivalent: f64,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub status: i64,
+    pub cache_hit: bool,
+    pub stream: bool,
+    pub request_tags: Vec<String>,
+    /// Unix milliseconds.
+    pub start_time: i64,
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+const COLS: &str = "id, request_id, key_hash, key_alias, team_id, user_id, model_group, deployment, model, provider, \
+    route, call_type, prompt_tokens, completion_tokens, cached_tokens, cost, cloud_cost, latency_ms, ttft_ms, status, \
+    cache_hit, stream, tags, started_at, day";
+const NCOLS: usize = 25;
+/// Rows per INSERT statement: 25 columns x 200 stays far below both databases' bind limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+fn spend_row(r: &AnyRow) -> Result<SpendRow, sqlx::Error> {
+    Ok(SpendRow {
+        id: r.try_get("id")?,
+        request_id: r.try_get("request_id")?,
+        api_key: r.try_get("key_hash")?,
+        key_alias: r.try_get("key_alias")?,
+        team_id: r.try_get("team_id")?,
+        user_id: r.try_get("user_id")?,
+        model_group: r.try_get("model_group")?,
+        model_id: r.try_get("deployment")?,
+        model: r.try_get("model")?,
+        provider: r.try_get("provider")?,
+        route: r.try_get("route")?,
+        call_type: r.try_get("call_type")?,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        cached_tokens: r.try_get("cached_tokens")?,
+        spend: r.try_get("cost")?,
+        cloud_equivalent: r.try_get("cloud_cost")?,
+        latency_ms: r.try_get("latency_ms")?,
+        ttft_ms: r.try_get("ttft_ms")?,
+        status: r.try_get("status")?,
+        cache_hit: r.try_get::<i64, _>("cache_hit")? != 0,
+        stream: r.try_get::<i64, _>("stream")? != 0,
+        request_tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default(),
+        start_time: r.try_get("started_at")?,
+    })
+}
+
+/// Which principal's `spend` column a batch moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Principal {
+    Key,
+    Team,
+    User,
+}
+
+impl Principal {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Principal::Key => ("sy_keys", "token_hash"),
+            Principal::Team => ("sy_teams", "team_id"),
+            Principal::User => ("sy_users", "user_id"),
+        }
+    }
+}
+
+/// Filters of the report endpoints; times are unix milliseconds, `end` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct SpendFilter {
+    pub api_key: Option<String>,
+    pub request_id: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl SpendFilter {
+    const WHERE: &'static str = "($1 IS NULL OR key_hash = $1) AND ($2 IS NULL OR request_id = $2) \
+        AND ($3 IS NULL OR team_id = $3) AND ($4 IS NULL OR user_id = $4) \
+        AND ($5 IS NULL OR started_at >= $5) AND ($6 IS NULL OR started_at < $6)";
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+        q.bind(self.api_key.as_deref())
+            .bind(self.request_id.as_deref())
+            .bind(self.team_id.as_deref())
+            .bind(self.user_id.as_deref())
+            .bind(self.start)
+            .bind(self.end)
+    }
+}
+
+/// One aggregate line of a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpendTotal {
+    pub day: Option<String>,
+    pub group: Option<String>,
+    pub model_group: Option<String>,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub spend: f64,
+    pub cloud_equivalent: f64,
+}
+
+/// What a report groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Key,
+    Team,
+    User,
+    Model,
+    Route,
+}
+
+impl GroupBy {
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key_hash",
+            GroupBy::Team => "team_id",
+            GroupBy::User => "user_id",
+            GroupBy::Model => "model_group",
+            GroupBy::Route => "route",
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a day number (days since the epoch, UTC).
+pub fn day_string(day: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Day number of `YYYY-MM-DD` (UTC), the inverse of [`day_string`].
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut it = s.trim().splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.get(..2)?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+pub fn day_start_ms(day: i64) -> i64 {
+    day * MS_PER_DAY
+}
+
+impl Store {
+    /// Inserts `rows` and moves the principals' `spend` by `increments`, in one transaction.
+    pub async fn write_batch(
+        &self,
+        rows: &[SpendRow],
+        increments: &HashMap<(Principal, String), f64>,
+    ) -> Result<(), StoreError> {
+        let pool = self.ready().await?;
+        let mut tx = pool.begin().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            insert_rows(&mut tx, chunk).await?;
+        }
+        for ((p, id), delta) in increments {
+            let (table, col) = p.table();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET spend = spend + $1 WHERE {col} = $2"
+            )))
+            .bind(*delta)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts a new budget period: zero spend, next reset at `next`, unless another gateway did already.
+    pub async fn reset_budget(&self, p: Principal, id: &str, seen: Option<i64>, next: i64) -> Result<(), StoreError> {
+        let pool = self.ready().await?;
+        let (table, col) = p.table();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET spend = 0, budget_reset_at = $1 WHERE {col} = $2 \
+             AND (budget_reset_at IS NULL OR budget_reset_at = $3 OR $3 IS NULL)"
+        )))
+        .bind(next)
+        .bind(id)
+        .bind(seen)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn spend_logs(&self, f: &SpendFilter, limit: i64) -> Result<Vec<SpendRow>, StoreError> {
+        let pool = self.ready().await?;
+        let sql = format!(
+            "SELECT {COLS} FROM sy_spend_logs WHERE {} ORDER BY started_at DESC, id LIMIT $7",
+            SpendFilter::WHERE
+        );
+        let rows = f
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+        Ok(rows.iter().map(spend_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Totals grouped by `by` (or nothing), optionally per day, largest spend first.
+    pub async fn spend_totals(
+        &self,
+        f: &SpendFilter,
+        by: Option<GroupBy>,
+        per_day: bool,
+        per_model: bool,
+    ) -> Result<Vec<SpendTotal>, StoreError> {
+        let pool = self.ready().await?;
+        let mut keys: Vec<&str> = Vec::new();
+        if per_day {
+            keys.push("day");
+        }
+        if let Some(b) = by {
+            keys.push(b.column());
+        }
+        if per_model && by != Some(GroupBy::Model) {
+            keys.push("model_group");
+        }
+        let select: Vec<String> = keys.iter().map(|k| format!("{k} AS g_{k}")).collect();
+        let group = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("GROUP BY {}", keys.join(", "))
+        };
+        let sql = format!(
+            "SELECT {sel}{comma} CAST(COUNT(*) AS BIGINT) AS requests, \
+             CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+             CAST(COALESCE(SUM(cost), 0) AS DOUBLE PRECISION) AS spend, \
+             CAST(COALESCE(SUM(cloud_cost), 0) AS DOUBLE PRECISION) AS cloud_equivalent \
+             FROM sy_spend_logs WHERE {w} {group} ORDER BY spend DESC",
+            sel = select.join(", "),
+            comma = if select.is_empty() { "" } else { "," },
+            w = SpendFilter::WHERE,
+        );
+        let rows = f.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let day = if per_day {
+                Some(day_string(r.try_get::<i64, _>("g_day")?))
+            } else {
+                None
+            };
+            let group = match by {
+                Some(b) => r.try_get::<Option<String>, _>(format!("g_{}", b.column()).as_str())?,
+                None => None,
+            };
+            let model_group = if by == Some(GroupBy::Model) {
+                group.clone()
+            } else if per_model {
+                r.try_get("g_model_group")?
+            } else {
+                None
+            };
+            out.push(SpendTotal {
+                day,
+                group,
+                model_group,
+                requests: r.try_get("requests")?,
+                prompt_tokens: r.try_get("prompt_tokens")?,
+                completion_tokens: r.try_get("completion_tokens")?,
+                spend: r.try_get("spend")?,
+                cloud_equivalent: r.try_get("cloud_equivalent")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Spend per request tag (a request with several tags counts under each).
+    pub async fn spend_by_tag(&self, f: &SpendFilter) -> Result<Vec<(String, i64, f64)>, StoreError> {
+        let pool = self.ready().await?;
+        let sql = format!(
+            "SELECT tags, CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(cost), 0) AS DOUBLE PRECISION) AS spend \
+             FROM sy_spend_logs WHERE {} AND tags <> '[]' GROUP BY tags",
+            SpendFilter::WHERE
+        );
+        let rows = f.bind(sqlx::query(sqlx::AssertSqlSafe(sql))).fetch_all(pool).await?;
+        let mut by_tag: HashMap<String, (i64, f64)> = HashMap::new();
+        for r in &rows {
+            let tags: Vec<String> = serde_json::from_str(&r.try_get::<String, _>("tags")?).unwrap_or_default();
+            let (n, spend): (i64, f64) = (r.try_get("n")?, r.try_get("spend")?);
+            for t in tags {
+                let e = by_tag.entry(t).or_default();
+                e.0 += n;
+                e.1 += spend;
+            }
+        }
+        let mut out: Vec<(String, i64, f64)> = by_tag.into_iter().map(|(t, (n, s))| (t, n, s)).collect();
+        out.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Total of the principals' `spend` columns (what budgets see).
+    pub async fn principal_spend(&self, p: Principal, id: &str) -> Result<Option<f64>, StoreError> {
+        let pool = self.ready().await?;
+        let (table, col) = p.table();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT spend FROM {table} WHERE {col} = $1"
+        )))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("spend")).transpose()?)
+    }
+}
+
+async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[SpendRow]) -> Result<(), StoreError> {
+    let mut sql = format!("INSERT INTO sy_spend_logs ({COLS}) VALUES ");
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..NCOLS {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(i * NCOLS + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in rows {
+        q = q
+            .bind(r.id.as_str())
+            .bind(r.request_id.as_str())
+            .bind(r.api_key.as_deref())
+            .bind(r.key_alias.as_deref())
+            .bind(r.team_id.as_deref())
+            .bind(r.user_id.as_deref())
+            .bind(r.model_group.as_str())
+            .bind(r.model_id.as_deref())
+            .bind(r.model.as_deref())
+            .bind(r.provider.as_deref())
+            .bind(r.route.as_str())
+            .bind(r.call_type.as_str())
+            .bind(r.prompt_tokens)
+            .bind(r.completion_tokens)
+            .bind(r.cached_tokens)
+            .bind(r.spend)
+            .bind(r.cloud_equivalent)
+            .bind(r.latency_ms)
+            .bind(r.ttft_ms)
+            .bind(r.status)
+            .bind(r.cache_hit as i64)
+            .bind(r.stream as i64)
+            .bind(serde_json::to_string(&r.request_tags).unwrap_or_else(|_| "[]".into()))
+            .bind(r.start_time)
+            .bind(r.start_time.div_euclid(MS_PER_DAY));
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip() {
+        assert_eq!(day_string(0), "1970-01-01");
+        assert_eq!(day_string(20_419), "2025-11-27");
+        assert_eq!(parse_day("2025-11-27"), Some(20_419));
+        assert_eq!(parse_day("2024-02-29").map(day_string).as_deref(), Some("2024-02-29"));
+        assert_eq!(parse_day("2024-13-01"), None);
+        assert_eq!(parse_day("nope"), None);
+    }
+}

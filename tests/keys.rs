@@ -1,0 +1,438 @@
+//! Virtual keys, budgets, rate limits and the spend ledger, against SQLite and against the real
+//! Postgres (a fresh schema per test) when `SWITCHYARD_TEST_DATABASE_URL` names one.
+//! `SWITCHYARD_REQUIRE_POSTGRES=1` (set by `.ci/run`) makes a missing Postgres a failure.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use sqlx::Row;
+use std::time::Duration;
+
+const MASTER: &str = "sk-master-test-1234";
+
+/// A database for one test: `(general_settings lines, url for direct checks)`.
+async fn backends() -> Vec<(String, String, Option<tempfile::TempDir>)> {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db").display().to_string();
+    let mut out = vec![(
+        format!("  database_path: {path}\n"),
+        format!("sqlite://{path}?mode=rwc"),
+        Some(dir),
+    )];
+    match std::env::var("SWITCHYARD_TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&base)
+                .await
+                .expect("postgres");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            out.push((format!("  database_url: \"{url}\"\n"), url, None));
+        }
+        _ if std::env::var("SWITCHYARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            panic!("SWITCHYARD_REQUIRE_POSTGRES=1 but SWITCHYARD_TEST_DATABASE_URL is not set")
+        }
+        _ => eprintln!("keys.rs: Postgres suite skipped (SWITCHYARD_TEST_DATABASE_URL not set)"),
+    }
+    out
+}
+
+fn config(db: &str, local: &MockUpstream, cloud: &MockUpstream, extra_general: &str) -> String {
+    let (l, c) = (local.base_url(), cloud.base_url());
+    let cloud_entry = |name: &str| {
+        format!(
+            "  - model_name: {name}\n    litellm_params:\n      model: openai/cloud-m\n      api_base: {c}\n      api_key: sk-up\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\n    model_info:\n      local: false\n"
+        )
+    };
+    let local_entry = |name: &str| {
+        format!("  - model_name: {name}\n    litellm_params:\n      model: openai/local-m\n      api_base: {l}\n")
+    };
+    format!(
+        "model_list:\n{}{}{}{}router_settings:\n  routing_strategy: simple-shuffle\n  fallbacks: [{{local: [cloud]}}]\ngeneral_settings:\n  master_key: {MASTER}\n  spend_logs_flush_interval: 0.05\n{db}{extra_general}",
+        local_entry("local"),
+        cloud_entry("cloud"),
+        local_entry("mixed"),
+        cloud_entry("mixed"),
+    )
+}
+
+async fn admin(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
+    gw.client
+        .post(gw.url(path))
+        .bearer_auth(MASTER)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn admin_get(gw: &Gateway, path: &str) -> Value {
+    let r = gw.client.get(gw.url(path)).bearer_auth(MASTER).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+async fn chat_as(gw: &Gateway, key: &str, model: &str) -> reqwest::Response {
+    gw.client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "messages": user("hello there")}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn new_key(gw: &Gateway, body: Value) -> String {
+    let r = admin(gw, "/key/generate", body).await;
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string()
+}
+
+/// Polls `/spend/logs` until `n` rows are there (the ledger writes in batches).
+async fn logs(gw: &Gateway, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let v = admin_get(gw, "/spend/logs").await;
+        let rows = v.as_array().unwrap().clone();
+        if rows.len() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("spend logs never reached {n} rows");
+}
+
+#[tokio::test]
+async fn key_lifecycle_with_hashing_at_rest() {
+    let (local, cloud) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    for (db, url, _dir) in backends().await {
+        let gw = spawn(&config(&db, &local, &cloud, "")).await;
+        let key = new_key(
+            &gw,
+            json!({"models": ["local"], "key_alias": "alice", "tags": ["team-a"]}),
+        )
+        .await;
+        assert!(key.starts_with("sk-"));
+        assert_eq!(chat_as(&gw, &key, "local").await.status(), 200);
+        let denied = chat_as(&gw, &key, "cloud").await;
+        assert_eq!(denied.status(), 401);
+        let body: Value = denied.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "key_model_access_denied");
+        // The key only sees its models.
+        let models: Value = gw
+            .client
+            .get(gw.url("/v1/models"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(models["data"].as_array().unwrap().len(), 1);
+        // A key reads its own info, not admin routes.
+        let own = gw
+            .client
+            .get(gw.url("/key/info"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(own.status(), 200);
+        assert_eq!(
+            gw.client
+                .get(gw.url("/key/list"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+
+        let r = admin(&gw, "/key/update", json!({"key": key, "models": ["local", "cloud"]})).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(chat_as(&gw, &key, "cloud").await.status(), 200);
+
+        let list = admin_get(&gw, "/key/list?return_full_object=true").await;
+        assert_eq!(list["total_count"], 1);
+        assert_eq!(list["keys"][0]["key_alias"], "alice");
+
+        let r: Value = admin(&gw, "/key/regenerate", json!({"key_alias": "alice"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let new = r["key"].as_str().unwrap().to_string();
+        assert_eq!(chat_as(&gw, &key, "local").await.status(), 401);
+        assert_eq!(chat_as(&gw, &new, "local").await.status(), 200);
+
+        // No table holds the key in the clear.
+        logs(&gw, 3).await;
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        for (table, cols) in [
+            ("sy_keys", "token_hash, key_name, metadata"),
+            ("sy_spend_logs", "key_hash, request_id, tags"),
+        ] {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {cols} FROM {table}")))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            assert!(!rows.is_empty(), "{table} has rows");
+            for row in rows {
+                for i in 0..3 {
+                    let v: Option<String> = row.try_get(i).unwrap();
+                    let v = v.unwrap_or_default();
+                    assert!(
+                        !v.contains(&new) && !v.contains(&key),
+                        "{table} holds a key in the clear"
+                    );
+                }
+            }
+        }
+
+        let r = admin(&gw, "/key/delete", json!({"keys": [new]})).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(chat_as(&gw, &new, "local").await.status(), 401);
+        assert_eq!(admin(&gw, "/key/delete", json!({"keys": [new]})).await.status(), 404);
+        // Bad input in OpenAI's error shape.
+        let bad = admin(&gw, "/key/generate", json!({"max_budget": "lots"})).await;
+        assert_eq!(bad.status(), 400);
+        assert_eq!(bad.json::<Value>().await.unwrap()["error"]["param"], "max_budget");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn budget_closes_paid_deployments_but_not_local_ones() {
+    let (local, cloud) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    for (db, _url, _dir) in backends().await {
+        let gw = spawn(&config(&db, &local, &cloud, "")).await;
+        let team: Value = admin(&gw, "/team/new", json!({"team_id": "t1", "max_budget": 100}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(team["team_id"], "t1");
+        let key = new_key(&gw, json!({"max_budget": 0.001, "team_id": "t1"})).await;
+        // The first cloud call is admitted (spend 0) and spends past the budget.
+        assert_eq!(chat_as(&gw, &key, "cloud").await.status(), 200);
+        let over = chat_as(&gw, &key, "cloud").await;
+        assert_eq!(over.status(), 400);
+        assert_eq!(over.json::<Value>().await.unwrap()["error"]["type"], "budget_exceeded");
+        // Free local deployments still serve; a mixed group keeps to its local member.
+        assert_eq!(chat_as(&gw, &key, "local").await.status(), 200);
+        for _ in 0..4 {
+            let r = chat_as(&gw, &key, "mixed").await;
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-switchyard-route"], "local");
+        }
+        // The team was charged too.
+        let info = admin_get(&gw, "/team/info?team_id=t1").await;
+        assert!(info["team_info"]["spend"].as_f64().unwrap() > 0.001);
+        // Raising the budget reopens the cloud, counters intact.
+        admin(&gw, "/key/update", json!({"key": key, "max_budget": 10})).await;
+        assert_eq!(chat_as(&gw, &key, "cloud").await.status(), 200);
+        // allow_cloud: false keeps a key local even on fallback.
+        let local_only = new_key(&gw, json!({"allow_cloud": false})).await;
+        assert_eq!(chat_as(&gw, &local_only, "cloud").await.status(), 503);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_headers() {
+    let (local, cloud) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    for (db, _url, _dir) in backends().await {
+        let gw = spawn(&config(&db, &local, &cloud, "")).await;
+        let key = new_key(&gw, json!({"rpm_limit": 2})).await;
+        let r = chat_as(&gw, &key, "local").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-ratelimit-limit-requests"], "2");
+        assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "1");
+        assert_eq!(chat_as(&gw, &key, "local").await.status(), 200);
+        let r = chat_as(&gw, &key, "local").await;
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().contains_key("retry-after"));
+
+        let slow = MockUpstream::start().await.unwrap();
+        slow.set(Behaviour {
+            latency_ms: 400,
+            ..Default::default()
+        });
+        gw.stop().await;
+        let gw = spawn(&config(&db, &slow, &cloud, "")).await;
+        let key = new_key(&gw, json!({"max_parallel_requests": 1})).await;
+        let (a, b) = tokio::join!(chat_as(&gw, &key, "local"), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            chat_as(&gw, &key, "local").await
+        });
+        assert_eq!(a.status(), 200);
+        assert_eq!(b.status(), 429);
+        assert_eq!(chat_as(&gw, &key, "local").await.status(), 200, "the slot is freed");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn ledger_rows_are_exact_for_streamed_and_full_calls() {
+    let (local, cloud) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    for (db, _url, _dir) in backends().await {
+        let gw = spawn(&config(&db, &local, &cloud, "")).await;
+        let key = new_key(&gw, json!({"key_alias": "meter"})).await;
+        let full: Value = chat_as(&gw, &key, "cloud").await.json().await.unwrap();
+        let (pt, ct) = (
+            full["usage"]["prompt_tokens"].as_i64().unwrap(),
+            full["usage"]["completion_tokens"].as_i64().unwrap(),
+        );
+        let stream = gw
+            .client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "cloud", "stream": true, "messages": user("hello there"), "metadata": {"tags": ["batch-7"]}}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // The client did not ask for usage: the chunk the gateway asked for is not passed on.
+        assert!(!stream.contains("\"usage\""), "{stream}");
+        assert!(stream.contains("[DONE]"));
+        assert_eq!(chat_as(&gw, &key, "local").await.status(), 200);
+        let rows = logs(&gw, 3).await;
+        let expected = pt as f64 * 0.001 + ct as f64 * 0.002;
+        let cloud_rows: Vec<&Value> = rows.iter().filter(|r| r["route"] == "cloud").collect();
+        assert_eq!(cloud_rows.len(), 2);
+        for r in &cloud_rows {
+            assert_eq!(r["prompt_tokens"], pt);
+            assert_eq!(r["completion_tokens"], ct);
+            assert!((r["spend"].as_f64().unwrap() - expected).abs() < 1e-9, "{r}");
+            assert_eq!(r["key_alias"], "meter");
+        }
+        assert!(cloud_rows
+            .iter()
+            .any(|r| r["stream"] == true && r["request_tags"] == json!(["batch-7"])));
+        // The local call costs 0 and carries its cloud equivalent (the `cloud` fallback's price).
+        let l = rows.iter().find(|r| r["route"] == "local").unwrap();
+        assert_eq!(l["spend"], 0.0);
+        assert!((l["cloud_equivalent"].as_f64().unwrap() - expected).abs() < 1e-9, "{l}");
+        let savings = admin_get(&gw, "/savings").await;
+        assert!(
+            (savings["total"]["saved"].as_f64().unwrap() - expected).abs() < 1e-9,
+            "{savings}"
+        );
+        let tags = admin_get(&gw, "/spend/tags").await;
+        assert_eq!(tags["spend_per_tag"][0]["individual_request_tag"], "batch-7");
+        let models = admin_get(&gw, "/global/spend/models").await;
+        assert_eq!(models[0]["model"], "cloud");
+        let report = admin_get(&gw, "/global/spend/report?group_by=api_key").await;
+        assert_eq!(report.as_array().unwrap().len(), 1);
+        let bad = gw
+            .client
+            .get(gw.url("/global/spend/report?start_date=yesterday"))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_overspend_by_at_most_one_each_and_shutdown_flushes() {
+    let (local, cloud) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    cloud.set(Behaviour {
+        latency_ms: 50,
+        ..Default::default()
+    });
+    for (db, _url, _dir) in backends().await {
+        // A flush interval far longer than the test: only the shutdown flush can write the rows.
+        let yaml = config(&db, &local, &cloud, "")
+            .replace("spend_logs_flush_interval: 0.05", "spend_logs_flush_interval: 600");
+        let gw = spawn(&yaml).await;
+        let key = new_key(&gw, json!({"max_budget": 0.05})).await;
+        let one: Value = chat_as(&gw, MASTER, "cloud").await.json().await.unwrap();
+        let cost = one["usage"]["prompt_tokens"].as_f64().unwrap() * 0.001
+            + one["usage"]["completion_tokens"].as_f64().unwrap() * 0.002;
+        let concurrency = 8;
+        let mut served = 0;
+        for _ in 0..6 {
+            let calls = (0..concurrency).map(|_| chat_as(&gw, &key, "cloud"));
+            for r in futures_util::future::join_all(calls).await {
+                if r.status() == 200 {
+                    served += 1;
+                }
+            }
+        }
+        let spent = served as f64 * cost;
+        assert!(spent >= 0.05, "the budget was reached ({spent})");
+        assert!(
+            spent <= 0.05 + concurrency as f64 * cost + 1e-9,
+            "overspent: {spent} with cost {cost}"
+        );
+        let url = gw.url("/spend/logs?limit=10000");
+        let before = gw
+            .client
+            .get(&url)
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(before.as_array().unwrap().len(), 0, "nothing written before shutdown");
+        gw.stop().await;
+        // A second gateway on the same database sees every row, and the key's spend.
+        let gw = spawn(&yaml).await;
+        let url = gw.url("/spend/logs?limit=10000");
+        let after = gw
+            .client
+            .get(&url)
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let rows = after.as_array().unwrap();
+        assert_eq!(
+            rows.len(),
+            1 + 6 * concurrency,
+            "one row per request, refused ones included"
+        );
+        assert_eq!(rows.iter().filter(|r| r["status"] == 200).count(), served + 1);
+        let info = admin_get(&gw, &format!("/key/info?key={key}")).await;
+        assert!((info["info"]["spend"].as_f64().unwrap() - spent).abs() < 1e-9);
+        gw.stop().await;
+    }
+}

@@ -108,7 +108,6 @@ pub const DEFAULT_DB: &str = "switchyard.db";
 pub fn default_database(config: &mut Config) {
     if config.general.database.is_none() {
         config.general.database = Some(crate::store::Database::Sqlite(DEFAULT_DB.into()));
-        config.general.ledger.spill_path = format!("{DEFAULT_DB}.spill.jsonl").into();
     }
 }
 

@@ -64,6 +64,14 @@ fn config(db: &str, local: &MockUpstream, cloud: &MockUpstream, extra_general: &
     )
 }
 
+/// The local and the cloud upstream every test routes to.
+async fn mocks() -> (MockUpstream, MockUpstream) {
+    (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    )
+}
+
 async fn admin(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
     gw.client
         .post(gw.url(path))
@@ -111,10 +119,7 @@ async fn logs(gw: &Gateway, n: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn key_lifecycle_with_hashing_at_rest() {
-    let (local, cloud) = (
-        MockUpstream::start().await.unwrap(),
-        MockUpstream::start().await.unwrap(),
-    );
+    let (local, cloud) = mocks().await;
     for (db, url, _dir) in backends().await {
         let gw = spawn(&config(&db, &local, &cloud, "")).await;
         let key = new_key(
@@ -219,10 +224,7 @@ async fn key_lifecycle_with_hashing_at_rest() {
 
 #[tokio::test]
 async fn budget_closes_paid_deployments_but_not_local_ones() {
-    let (local, cloud) = (
-        MockUpstream::start().await.unwrap(),
-        MockUpstream::start().await.unwrap(),
-    );
+    let (local, cloud) = mocks().await;
     for (db, _url, _dir) in backends().await {
         let gw = spawn(&config(&db, &local, &cloud, "")).await;
         let team: Value = admin(&gw, "/team/new", json!({"team_id": "t1", "max_budget": 100}))
@@ -259,10 +261,7 @@ async fn budget_closes_paid_deployments_but_not_local_ones() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_headers() {
-    let (local, cloud) = (
-        MockUpstream::start().await.unwrap(),
-        MockUpstream::start().await.unwrap(),
-    );
+    let (local, cloud) = mocks().await;
     for (db, _url, _dir) in backends().await {
         let gw = spawn(&config(&db, &local, &cloud, "")).await;
         let key = new_key(&gw, json!({"rpm_limit": 2})).await;
@@ -296,10 +295,7 @@ async fn rate_limits_answer_429_with_headers() {
 
 #[tokio::test]
 async fn ledger_rows_are_exact_for_streamed_and_full_calls() {
-    let (local, cloud) = (
-        MockUpstream::start().await.unwrap(),
-        MockUpstream::start().await.unwrap(),
-    );
+    let (local, cloud) = mocks().await;
     for (db, _url, _dir) in backends().await {
         let gw = spawn(&config(&db, &local, &cloud, "")).await;
         let key = new_key(&gw, json!({"key_alias": "meter"})).await;
@@ -365,10 +361,7 @@ async fn ledger_rows_are_exact_for_streamed_and_full_calls() {
 
 #[tokio::test]
 async fn concurrent_requests_overspend_by_at_most_one_each_and_shutdown_flushes() {
-    let (local, cloud) = (
-        MockUpstream::start().await.unwrap(),
-        MockUpstream::start().await.unwrap(),
-    );
+    let (local, cloud) = mocks().await;
     cloud.set(Behaviour {
         latency_ms: 50,
         ..Default::default()

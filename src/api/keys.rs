@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 type Out = Result<Json<Value>, GatewayError>;
 
-fn store_err(e: StoreError) -> GatewayError {
+pub(crate) fn store_err(e: StoreError) -> GatewayError {
     match e {
         StoreError::Conflict(m) => GatewayError::invalid(m),
         other => GatewayError::StoreUnavailable(other.to_string()),
@@ -25,7 +25,7 @@ fn store_err(e: StoreError) -> GatewayError {
 }
 
 /// The store and directory, for an admin caller only.
-async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(Arc<Store>, Arc<Directory>), GatewayError> {
+pub(crate) async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(Arc<Store>, Arc<Directory>), GatewayError> {
     let caller = state.auth.authenticate(headers).await?;
     if !caller.is_admin() {
         return Err(GatewayError::Unauthorized(
@@ -115,6 +115,18 @@ impl Fields<'_> {
             }),
         }
     }
+    /// A custom key from field `k` (`sk-`, at least 12 characters), else a fresh random one.
+    fn new_key(&self, k: &str) -> Result<String, GatewayError> {
+        match self.string(k)? {
+            Some(key) if key.starts_with("sk-") && key.len() >= 12 => Ok(key),
+            Some(_) => Err(GatewayError::invalid_param(
+                k,
+                format!("{k} must start with sk- and be at least 12 characters"),
+            )),
+            None => Ok(keys::generate()),
+        }
+    }
+
     /// Applies the limit fields present in the body to `l`; returns the new reset time when the
     /// budget period changed.
     fn limits(&self, l: &mut Limits, reset_at: &mut Option<i64>, now: i64) -> Result<(), GatewayError> {
@@ -173,16 +185,7 @@ async fn generate_key(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Out 
     let b = body(raw)?;
     let f = Fields(&b);
     let now = now_ms();
-    let key = match f.string("key")? {
-        Some(k) if !k.starts_with("sk-") || k.len() < 12 => {
-            return Err(GatewayError::invalid_param(
-                "key",
-                "a custom key must start with sk- and be at least 12 characters",
-            ))
-        }
-        Some(k) => k,
-        None => keys::generate(),
-    };
+    let key = f.new_key("key")?;
     let team_id = f.string("team_id")?;
     if let Some(t) = &team_id {
         if store.get_team(t).await.map_err(store_err)?.is_none() {
@@ -215,13 +218,17 @@ async fn generate_key(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Out 
     };
     store.insert_key(&row).await.map_err(store_err)?;
     dir.key_created(&row.token);
-    let mut v = key_json(&row);
+    Ok(Json(issued_key_json(&row, &key)))
+}
+
+/// A key row as issued: the one and only time the key itself is shown.
+fn issued_key_json(row: &KeyRow, key: &str) -> Value {
+    let mut v = key_json(row);
     if let Some(o) = v.as_object_mut() {
-        // The one and only time the key itself is shown.
         o.insert("key".into(), json!(key));
         o.insert("token_id".into(), json!(row.token));
     }
-    Ok(Json(v))
+    v
 }
 
 fn respond(r: Out) -> Response {
@@ -415,16 +422,7 @@ pub async fn regenerate(State(state): State<Arc<AppState>>, headers: HeaderMap, 
             let b = body(&raw)?;
             let f = Fields(&b);
             let mut row = find_key(&store, &f).await?;
-            let key = match f.string("new_key")? {
-                Some(k) if k.starts_with("sk-") && k.len() >= 12 => k,
-                Some(_) => {
-                    return Err(GatewayError::invalid_param(
-                        "new_key",
-                        "new_key must start with sk- and be at least 12 characters",
-                    ))
-                }
-                None => keys::generate(),
-            };
+            let key = f.new_key("new_key")?;
             let old = row.token.clone();
             row.token = keys::hash(&key);
             row.key_name = keys::display_name(&key);
@@ -438,12 +436,7 @@ pub async fn regenerate(State(state): State<Arc<AppState>>, headers: HeaderMap, 
             }
             dir.key_gone(&old);
             dir.key_created(&row.token);
-            let mut v = key_json(&row);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("key".into(), json!(key));
-                o.insert("token_id".into(), json!(row.token));
-            }
-            Ok(Json(v))
+            Ok(Json(issued_key_json(&row, &key)))
         }
         .await,
     )

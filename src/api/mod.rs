@@ -103,7 +103,7 @@ pub async fn handle(
         };
         let strip_usage = state.ledger.is_some() && ask_for_usage(&mut call) && dialect == Dialect::OpenAi;
         let meter = state.ledger.as_ref().map(|ledger| Meter {
-            ledger: Some(ledger.clone()),
+            ledger: ledger.clone(),
             costs: state.costs.clone(),
             gate: None,
             request_id: ctx.id.to_string(),

@@ -3,6 +3,7 @@
 //! Reports read the database, which trails live traffic by at most one ledger batch
 //! (`spend_logs_flush_interval`, 1 s by default).
 
+use super::keys::store_err;
 use crate::app::AppState;
 use crate::auth::keys;
 use crate::error::GatewayError;
@@ -19,19 +20,7 @@ use std::sync::Arc;
 type Q = Query<HashMap<String, String>>;
 
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Arc<Store>, GatewayError> {
-    let caller = state.auth.authenticate(headers).await?;
-    if !caller.is_admin() {
-        return Err(GatewayError::Unauthorized("spend reports need the master key".into()));
-    }
-    state.store.clone().ok_or_else(|| {
-        GatewayError::StoreUnavailable(
-            "no database is configured (general_settings.database_url or database_path)".into(),
-        )
-    })
-}
-
-fn db(e: crate::store::StoreError) -> GatewayError {
-    GatewayError::StoreUnavailable(e.to_string())
+    Ok(super::keys::admin(state, headers).await?.0)
 }
 
 /// `start_date` / `end_date` as `YYYY-MM-DD` (both days included), and the entity filters.
@@ -69,7 +58,7 @@ pub async fn logs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(
             .and_then(|l| l.parse().ok())
             .unwrap_or(1000i64)
             .clamp(1, 10_000);
-        let rows = store.spend_logs(&filter(&q)?, limit).await.map_err(db)?;
+        let rows = store.spend_logs(&filter(&q)?, limit).await.map_err(store_err)?;
         Ok(serde_json::to_value(rows).unwrap_or_default())
     }
     .await)
@@ -78,7 +67,7 @@ pub async fn logs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(
 pub async fn tags(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Q) -> Response {
     out(async {
         let store = admin(&state, &headers).await?;
-        let rows = store.spend_by_tag(&filter(&q)?).await.map_err(db)?;
+        let rows = store.spend_by_tag(&filter(&q)?).await.map_err(store_err)?;
         let spend: Vec<Value> = rows
             .into_iter()
             .map(|(t, n, s)| json!({"individual_request_tag": t, "log_count": n, "total_spend": s}))
@@ -91,7 +80,10 @@ pub async fn tags(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(
 pub async fn global(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Q) -> Response {
     out(async {
         let store = admin(&state, &headers).await?;
-        let t = store.spend_totals(&filter(&q)?, None, false, false).await.map_err(db)?;
+        let t = store
+            .spend_totals(&filter(&q)?, None, false, false)
+            .await
+            .map_err(store_err)?;
         let spend = t.first().map_or(0.0, |t| t.spend);
         Ok(json!({"spend": spend, "max_budget": Value::Null}))
     }
@@ -105,7 +97,7 @@ pub async fn by_model(State(state): State<Arc<AppState>>, headers: HeaderMap, Qu
         let t = store
             .spend_totals(&filter(&q)?, Some(GroupBy::Model), false, false)
             .await
-            .map_err(db)?;
+            .map_err(store_err)?;
         Ok(Value::Array(
             t.iter()
                 .take(limit)
@@ -126,11 +118,11 @@ pub async fn by_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Quer
         let t = store
             .spend_totals(&filter(&q)?, Some(GroupBy::Key), false, false)
             .await
-            .map_err(db)?;
+            .map_err(store_err)?;
         let mut rows = Vec::new();
         for t in t.iter().filter(|t| t.group.is_some()).take(limit) {
             let token = t.group.clone().unwrap_or_default();
-            let key = store.get_key(&token).await.map_err(db)?;
+            let key = store.get_key(&token).await.map_err(store_err)?;
             rows.push(json!({"api_key": token, "total_spend": t.spend,
                 "key_alias": key.as_ref().and_then(|k| k.key_alias.clone()),
                 "key_name": key.as_ref().map(|k| k.key_name.clone())}));
@@ -157,7 +149,7 @@ pub async fn report(State(state): State<Arc<AppState>>, headers: HeaderMap, Quer
                 ))
             }
         };
-        let t = store.spend_totals(&filter(&q)?, Some(by), true, true).await.map_err(db)?;
+        let t = store.spend_totals(&filter(&q)?, Some(by), true, true).await.map_err(store_err)?;
         // day -> group -> (total, per-model detail)
         let mut days: BTreeMap<String, BTreeMap<String, (f64, Vec<Value>)>> = BTreeMap::new();
         for r in &t {
@@ -198,16 +190,16 @@ pub async fn savings(State(state): State<Arc<AppState>>, headers: HeaderMap, Que
     out(async {
         let store = admin(&state, &headers).await?;
         let f = filter(&q)?;
-        let total = store.spend_totals(&f, None, false, false).await.map_err(db)?;
+        let total = store.spend_totals(&f, None, false, false).await.map_err(store_err)?;
         let local = store
             .spend_totals(&f, Some(GroupBy::Route), false, false)
             .await
-            .map_err(db)?;
-        let per_day = store.spend_totals(&f, None, true, false).await.map_err(db)?;
+            .map_err(store_err)?;
+        let per_day = store.spend_totals(&f, None, true, false).await.map_err(store_err)?;
         let per_model = store
             .spend_totals(&f, Some(GroupBy::Model), false, false)
             .await
-            .map_err(db)?;
+            .map_err(store_err)?;
         let mut days: Vec<Value> = per_day
             .iter()
             .map(|t| {

@@ -4,7 +4,6 @@
 //! Accounts (the in-memory budget and rate counters) outlive cache refreshes: an admin update
 //! changes an account's limits in place, so a key's spend and windows carry on across edits.
 
-use super::keys;
 use crate::error::GatewayError;
 use crate::limits::{Account, AccountLimits};
 use crate::store::principals::{KeyRow, TeamRow, UserRow};
@@ -41,16 +40,12 @@ impl std::fmt::Debug for KeyEntry {
 
 impl KeyEntry {
     /// The accounts a request by this key is charged to: key, then team, then user.
-    pub fn accounts(&self) -> Vec<Arc<Account>> {
-        let mut v = Vec::with_capacity(3);
-        v.push(self.account.clone());
-        v.extend(self.team.clone());
-        v.extend(self.user.clone());
-        v
+    pub fn accounts(&self) -> impl Iterator<Item = &Arc<Account>> {
+        std::iter::once(&self.account).chain(&self.team).chain(&self.user)
     }
 
     pub fn allows_model(&self, requested: &str, group: &str) -> bool {
-        self.accounts().iter().all(|a| a.limits().allows(requested, group))
+        self.accounts().all(|a| a.with_limits(|l| l.allows(requested, group)))
     }
 }
 
@@ -66,27 +61,16 @@ pub struct Directory {
     users: Cache<String, Arc<Account>>,
 }
 
-pub fn key_limits(row: &KeyRow) -> AccountLimits {
-    AccountLimits {
-        models: row.models.clone(),
-        blocked: row.blocked,
-        ..AccountLimits::from_row(&row.limits)
-    }
+fn key_limits(row: &KeyRow) -> AccountLimits {
+    AccountLimits::from_row(&row.limits, &row.models, row.blocked)
 }
 
-pub fn team_limits(row: &TeamRow) -> AccountLimits {
-    AccountLimits {
-        models: row.models.clone(),
-        blocked: row.blocked,
-        ..AccountLimits::from_row(&row.limits)
-    }
+fn team_limits(row: &TeamRow) -> AccountLimits {
+    AccountLimits::from_row(&row.limits, &row.models, row.blocked)
 }
 
-pub fn user_limits(row: &UserRow) -> AccountLimits {
-    AccountLimits {
-        models: row.models.clone(),
-        ..AccountLimits::from_row(&row.limits)
-    }
+fn user_limits(row: &UserRow) -> AccountLimits {
+    AccountLimits::from_row(&row.limits, &row.models, false)
 }
 
 fn unavailable(e: StoreError) -> GatewayError {
@@ -160,39 +144,19 @@ impl Directory {
     }
 
     pub async fn team(&self, id: &str) -> Result<Option<Arc<Account>>, GatewayError> {
-        if let Some(a) = self.teams.get(id) {
-            return Ok(Some(a));
-        }
-        let Some(row) = self.store.get_team(id).await.map_err(unavailable)? else {
-            return Ok(None);
+        let load = async {
+            let row = self.store.get_team(id).await.map_err(unavailable)?;
+            Ok(row.map(|r| (team_limits(&r), r.spend, r.budget_reset_at)))
         };
-        Ok(Some(self.teams.get_with(id.to_string(), || {
-            Arc::new(Account::new(
-                Principal::Team,
-                row.team_id.clone(),
-                team_limits(&row),
-                row.spend,
-                row.budget_reset_at,
-            ))
-        })))
+        shared_account(&self.teams, Principal::Team, id, load).await
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<Arc<Account>>, GatewayError> {
-        if let Some(a) = self.users.get(id) {
-            return Ok(Some(a));
-        }
-        let Some(row) = self.store.get_user(id).await.map_err(unavailable)? else {
-            return Ok(None);
+        let load = async {
+            let row = self.store.get_user(id).await.map_err(unavailable)?;
+            Ok(row.map(|r| (user_limits(&r), r.spend, r.budget_reset_at)))
         };
-        Ok(Some(self.users.get_with(id.to_string(), || {
-            Arc::new(Account::new(
-                Principal::User,
-                row.user_id.clone(),
-                user_limits(&row),
-                row.spend,
-                row.budget_reset_at,
-            ))
-        })))
+        shared_account(&self.users, Principal::User, id, load).await
     }
 
     /// The live account of a cached key, if any (its counters carry over an update).
@@ -229,9 +193,23 @@ impl Directory {
             a.set_limits(user_limits(row), row.budget_reset_at);
         }
     }
+}
 
-    /// Hash of a presented key, for lookups.
-    pub fn token_of(key: &str) -> String {
-        keys::hash(key)
+/// A team's or user's account, loaded once and shared by every key that names it.
+async fn shared_account(
+    cache: &Cache<String, Arc<Account>>,
+    principal: Principal,
+    id: &str,
+    load: impl std::future::Future<Output = Result<Option<(AccountLimits, f64, Option<i64>)>, GatewayError>>,
+) -> Result<Option<Arc<Account>>, GatewayError> {
+    if let Some(a) = cache.get(id) {
+        return Ok(Some(a));
     }
+    let Some((limits, spend, reset_at)) = load.await? else {
+        return Ok(None);
+    };
+    // A concurrent load may have won; keep the first so counters are never split.
+    Ok(Some(cache.get_with(id.to_string(), || {
+        Arc::new(Account::new(principal, id.to_string(), limits, spend, reset_at))
+    })))
 }

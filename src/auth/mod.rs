@@ -60,7 +60,11 @@ impl Gate {
     }
 
     pub fn model_denied(&self, requested: &str) -> GatewayError {
-        let models: Vec<String> = self.key.accounts().iter().flat_map(|a| a.limits().models).collect();
+        let models: Vec<String> = self
+            .key
+            .accounts()
+            .flat_map(|a| a.with_limits(|l| l.models.clone()))
+            .collect();
         GatewayError::ModelAccessDenied(format!(
             "key not allowed to access model. This key can only access models={models:?}. Tried to access {requested}"
         ))
@@ -123,7 +127,7 @@ fn key_caller(k: Arc<KeyEntry>) -> Result<Caller, GatewayError> {
             now / 1000
         )));
     }
-    if let Some(a) = k.accounts().iter().find(|a| a.limits().blocked) {
+    if let Some(a) = k.accounts().find(|a| a.with_limits(|l| l.blocked)) {
         return Err(GatewayError::Unauthorized(format!(
             "Authentication Error - this {:?} is blocked ({})",
             a.principal,
@@ -139,7 +143,7 @@ fn key_caller(k: Arc<KeyEntry>) -> Result<Caller, GatewayError> {
 
 /// Admits a virtual key's request against its key, team and user limits.
 pub fn admit(key: &Arc<KeyEntry>, now: i64, resets: &mut Vec<Reset>) -> Result<Gate, GatewayError> {
-    let admission = limits::admit(key.accounts(), now, resets)?;
+    let admission = limits::admit(key.accounts().cloned().collect(), now, resets)?;
     Ok(Gate {
         key: key.clone(),
         admission,

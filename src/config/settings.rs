@@ -497,11 +497,7 @@ pub fn general(
     if let Some(n) = f.u64("spend_logs_buffer_rows") {
         ledger.buffer_rows = (n as usize).max(100);
     }
-    if let Some(p) = f.string("spend_logs_spill_path") {
-        ledger.spill_path = p.into();
-    } else if let Some(crate::store::Database::Sqlite(db)) = &database {
-        ledger.spill_path = format!("{db}.spill.jsonl").into();
-    }
+    ledger.spill_path = f.string("spend_logs_spill_path").map(Into::into);
     if let Some(mb) = f.non_negative("spend_logs_spill_max_mb") {
         ledger.spill_max_bytes = (mb * 1024.0 * 1024.0) as u64;
     }

@@ -49,7 +49,7 @@ fn from_usage(u: &Value, prev: Tokens) -> Tokens {
 
 /// Everything about a request the ledger row needs but the response does not say.
 pub struct Meter {
-    pub ledger: Option<Arc<super::writer::Ledger>>,
+    pub ledger: Arc<super::writer::Ledger>,
     pub costs: Arc<super::cost::CostBook>,
     pub gate: Option<Gate>,
     pub request_id: String,
@@ -83,7 +83,7 @@ impl Meter {
         if let Some(g) = &self.gate {
             g.admission.charge(now, spend, tokens.prompt + tokens.completion);
         }
-        let Some(ledger) = &self.ledger else { return };
+        let ledger = &self.ledger;
         let key = self.gate.as_ref().map(|g| &g.key);
         let mut tags = key.map(|k| k.tags.clone()).unwrap_or_default();
         for t in self.tags {

@@ -15,7 +15,7 @@
 
 use crate::limits::Reset;
 use crate::store::spend::{Principal, SpendRow};
-use crate::store::Store;
+use crate::store::{Database, Store};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -29,7 +29,9 @@ pub struct LedgerSettings {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub buffer_rows: usize,
-    pub spill_path: PathBuf,
+    /// `spend_logs_spill_path`; by default `<sqlite file>.spill.jsonl`, or
+    /// `switchyard-spill.jsonl` beside a Postgres gateway.
+    pub spill_path: Option<PathBuf>,
     pub spill_max_bytes: u64,
     /// `disable_spend_logs`: keep spend on keys/teams/users but write no per-request rows.
     pub rows_enabled: bool,
@@ -41,7 +43,7 @@ impl Default for LedgerSettings {
             batch_size: 500,
             flush_interval: Duration::from_secs(1),
             buffer_rows: 50_000,
-            spill_path: PathBuf::from("switchyard-spill.jsonl"),
+            spill_path: None,
             spill_max_bytes: 1 << 30,
             rows_enabled: true,
         }
@@ -54,7 +56,13 @@ enum Op {
     Flush(oneshot::Sender<()>),
 }
 
-/// Counters the metrics and `/status` read.
+/// What waits in the writer's queue, in arrival order.
+enum Pending {
+    Row(Box<SpendRow>),
+    Reset(Reset),
+}
+
+/// The writer's counters: a seam for the metrics endpoint (issue 7); nothing reads them yet.
 #[derive(Default, Debug)]
 pub struct LedgerStats {
     pub written: AtomicU64,
@@ -67,8 +75,8 @@ pub struct LedgerStats {
 pub struct Ledger {
     tx: mpsc::Sender<Op>,
     pub stats: Arc<LedgerStats>,
+    /// Taken by the first `shutdown`.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    closed: Mutex<bool>,
 }
 
 /// Room in the channel between requests and the writer; the writer drains it continuously.
@@ -80,9 +88,14 @@ impl Ledger {
     pub fn start(store: Arc<Store>, settings: LedgerSettings) -> Arc<Ledger> {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stats = Arc::new(LedgerStats::default());
+        let spill_path = settings.spill_path.clone().unwrap_or_else(|| match store.database() {
+            Database::Sqlite(path) => format!("{path}.spill.jsonl").into(),
+            Database::Postgres(_) => PathBuf::from("switchyard-spill.jsonl"),
+        });
         let writer = Writer {
             store,
             settings,
+            spill_path,
             stats: stats.clone(),
             queue: VecDeque::new(),
             rows_queued: 0,
@@ -93,7 +106,6 @@ impl Ledger {
             tx,
             stats,
             task: Mutex::new(Some(task)),
-            closed: Mutex::new(false),
         })
     }
 
@@ -128,26 +140,20 @@ impl Ledger {
 
     /// Flushes and stops the writer; bounded by `timeout`.
     pub async fn shutdown(&self, timeout: Duration) {
-        {
-            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-            if *closed {
-                return;
-            }
-            *closed = true;
-        }
+        let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
         let _ = tokio::time::timeout(timeout, self.flush()).await;
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = task {
-            t.abort();
-        }
+        task.abort();
     }
 }
 
 struct Writer {
     store: Arc<Store>,
     settings: LedgerSettings,
+    spill_path: PathBuf,
     stats: Arc<LedgerStats>,
-    queue: VecDeque<Op>,
+    queue: VecDeque<Pending>,
     rows_queued: usize,
     retry: Duration,
 }
@@ -161,15 +167,20 @@ impl Writer {
             tokio::select! {
                 op = rx.recv() => match op {
                     Some(Op::Flush(done)) => {
-                        // Drain what arrived before the flush request, then write it all.
-                        while let Ok(op) = rx.try_recv() { self.push(op); }
+                        // Take in what arrived before the flush request, then write it all.
+                        let mut waiting = vec![done];
+                        while let Ok(op) = rx.try_recv() {
+                            waiting.extend(self.accept(op));
+                        }
                         if !self.drain().await {
                             self.spill_all();
                         }
-                        let _ = done.send(());
+                        for done in waiting {
+                            let _ = done.send(());
+                        }
                     }
                     Some(op) => {
-                        self.push(op);
+                        self.accept(op);
                         if healthy && self.rows_queued >= self.settings.batch_size {
                             healthy = self.drain().await;
                         }
@@ -193,48 +204,47 @@ impl Writer {
         }
     }
 
-    fn push(&mut self, op: Op) {
-        if let Op::Row(_) = op {
-            self.rows_queued += 1;
-            self.stats.backlog.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.queue.push_back(op);
-        if self.rows_queued > self.settings.buffer_rows {
-            self.spill_rows(self.rows_queued - self.settings.buffer_rows / 2);
+    /// Queues a row or a reset; hands a flush request back to the caller.
+    fn accept(&mut self, op: Op) -> Option<oneshot::Sender<()>> {
+        match op {
+            Op::Row(r) => {
+                self.rows_queued += 1;
+                self.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+                self.queue.push_back(Pending::Row(r));
+                if self.rows_queued > self.settings.buffer_rows {
+                    self.spill_rows(self.rows_queued - self.settings.buffer_rows / 2);
+                }
+                None
+            }
+            Op::Reset(r) => {
+                self.queue.push_back(Pending::Reset(r));
+                None
+            }
+            Op::Flush(done) => Some(done),
         }
     }
 
     /// Writes the queue in order; `false` (queue kept) when the database fails.
     async fn drain(&mut self) -> bool {
-        while !self.queue.is_empty() {
-            if let Some(Op::Reset(r)) = self.queue.front() {
-                let r = r.clone();
+        while let Some(front) = self.queue.front() {
+            if let Pending::Reset(r) = front {
                 if let Err(e) = self.store.reset_budget(r.principal, &r.id, r.seen, r.next).await {
                     return self.failed(e);
                 }
                 self.queue.pop_front();
                 continue;
             }
-            let n = self
-                .queue
-                .iter()
-                .take(self.settings.batch_size)
-                .take_while(|op| matches!(op, Op::Row(_)))
-                .count();
-            if n == 0 {
-                // A flush marker cannot be queued; nothing else to do.
-                self.queue.pop_front();
-                continue;
-            }
+            // The rows up to the next reset, at most one batch.
             let rows: Vec<&SpendRow> = self
                 .queue
                 .iter()
-                .take(n)
-                .filter_map(|op| match op {
-                    Op::Row(r) => Some(&**r),
-                    _ => None,
+                .take(self.settings.batch_size)
+                .map_while(|p| match p {
+                    Pending::Row(r) => Some(&**r),
+                    Pending::Reset(_) => None,
                 })
                 .collect();
+            let n = rows.len();
             if let Err(e) = self.write(&rows).await {
                 return self.failed(e);
             }
@@ -248,12 +258,8 @@ impl Writer {
 
     async fn write(&self, rows: &[&SpendRow]) -> Result<(), crate::store::StoreError> {
         let increments = increments(rows.iter().copied());
-        let owned: Vec<SpendRow> = if self.settings.rows_enabled {
-            rows.iter().map(|r| (*r).clone()).collect()
-        } else {
-            Vec::new()
-        };
-        self.store.write_batch(&owned, &increments).await
+        let rows = if self.settings.rows_enabled { rows } else { &[] };
+        self.store.write_batch(rows, &increments).await
     }
 
     fn failed(&mut self, e: crate::store::StoreError) -> bool {
@@ -271,7 +277,7 @@ impl Writer {
         let mut rest = VecDeque::with_capacity(self.queue.len());
         for op in self.queue.drain(..) {
             match op {
-                Op::Row(r) if taken.len() < n => taken.push(r),
+                Pending::Row(r) if taken.len() < n => taken.push(r),
                 other => rest.push_back(other),
             }
         }
@@ -288,7 +294,7 @@ impl Writer {
     }
 
     fn append_spill(&self, rows: &[Box<SpendRow>]) {
-        let path = &self.settings.spill_path;
+        let path = &self.spill_path;
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut buf = Vec::new();
         for r in rows {
@@ -320,7 +326,7 @@ impl Writer {
 
     /// Writes a spill file left by an outage (or an earlier run) into the database, then removes it.
     async fn reingest_spill(&mut self) {
-        let path = self.settings.spill_path.clone();
+        let path = self.spill_path.clone();
         if !path.exists() {
             return;
         }
@@ -352,9 +358,9 @@ impl Writer {
                 buf.push(b'\n');
             }
         }
-        let tmp = self.settings.spill_path.with_extension("tmp");
+        let tmp = self.spill_path.with_extension("tmp");
         if std::fs::write(&tmp, &buf).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.settings.spill_path);
+            let _ = std::fs::rename(&tmp, &self.spill_path);
         }
     }
 }

@@ -29,15 +29,16 @@ pub struct AccountLimits {
 }
 
 impl AccountLimits {
-    pub fn from_row(l: &crate::store::principals::Limits) -> Self {
+    /// A principal row's limits, model list and block flag.
+    pub fn from_row(l: &crate::store::principals::Limits, models: &[String], blocked: bool) -> Self {
         AccountLimits {
             max_budget: l.max_budget,
             budget_ms: l.budget_duration.as_deref().and_then(duration::parse_ms),
             rpm: l.rpm_limit.map(|n| n.max(0) as u64),
             tpm: l.tpm_limit.map(|n| n.max(0) as u64),
             max_parallel: l.max_parallel_requests.map(|n| n.max(0) as u64),
-            models: Vec::new(),
-            blocked: false,
+            models: models.to_vec(),
+            blocked,
         }
     }
 
@@ -95,8 +96,12 @@ impl Account {
         }
     }
 
-    pub fn limits(&self) -> AccountLimits {
-        self.limits.read().map(|l| l.clone()).unwrap_or_default()
+    /// Reads the limits in place (the hot path never clones the model list).
+    pub fn with_limits<R>(&self, f: impl FnOnce(&AccountLimits) -> R) -> R {
+        match self.limits.read() {
+            Ok(l) => f(&l),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
     }
 
     /// New limits from an admin update; the counters carry on.
@@ -167,7 +172,7 @@ impl Account {
     }
 
     fn over_budget(&self) -> Option<GatewayError> {
-        let max = self.limits.read().ok()?.max_budget?;
+        let max = self.with_limits(|l| l.max_budget)?;
         let spend = self.spend();
         (spend >= max).then(|| GatewayError::BudgetExceeded {
             message: format!(
@@ -204,10 +209,6 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn accounts(&self) -> &[Arc<Account>] {
-        &self.accounts
-    }
-
     /// The budget error when any account is at or past its budget: paid deployments are then off limits.
     pub fn over_budget(&self) -> Option<GatewayError> {
         self.accounts.iter().find_map(|a| a.over_budget())
@@ -246,8 +247,8 @@ pub fn admit(accounts: Vec<Arc<Account>>, now: i64, resets: &mut Vec<Reset>) -> 
         }
     };
     for a in &accounts {
-        let limits = a.limits();
-        if let Some(r) = a.roll_budget(now, limits.budget_ms) {
+        let (budget_ms, rpm, tpm, max_parallel) = a.with_limits(|l| (l.budget_ms, l.rpm, l.tpm, l.max_parallel));
+        if let Some(r) = a.roll_budget(now, budget_ms) {
             resets.push(r);
         }
         a.roll_window(now);
@@ -263,7 +264,7 @@ pub fn admit(accounts: Vec<Arc<Account>>, now: i64, resets: &mut Vec<Reset>) -> 
                 retry_after_secs: headers.reset_secs.max(1),
             }
         };
-        if let Some(rpm) = limits.rpm {
+        if let Some(rpm) = rpm {
             if requests > rpm {
                 return Err(refuse("requests per minute", format!("limit {rpm}")));
             }
@@ -274,7 +275,7 @@ pub fn admit(accounts: Vec<Arc<Account>>, now: i64, resets: &mut Vec<Reset>) -> 
                 rpm - requests,
             );
         }
-        if let Some(tpm) = limits.tpm {
+        if let Some(tpm) = tpm {
             if tokens >= tpm {
                 return Err(refuse("tokens per minute", format!("limit {tpm}, used {tokens}")));
             }
@@ -285,7 +286,7 @@ pub fn admit(accounts: Vec<Arc<Account>>, now: i64, resets: &mut Vec<Reset>) -> 
                 tpm - tokens,
             );
         }
-        if let Some(max) = limits.max_parallel {
+        if let Some(max) = max_parallel {
             if in_flight > max {
                 return Err(refuse("max parallel requests", format!("limit {max}")));
             }

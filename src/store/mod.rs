@@ -117,10 +117,6 @@ impl Store {
             .await?;
         Ok(&self.pool)
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// Unix milliseconds now.

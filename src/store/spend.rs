@@ -200,7 +200,7 @@ impl Store {
     /// Inserts `rows` and moves the principals' `spend` by `increments`, in one transaction.
     pub async fn write_batch(
         &self,
-        rows: &[SpendRow],
+        rows: &[&SpendRow],
         increments: &HashMap<(Principal, String), f64>,
     ) -> Result<(), StoreError> {
         let pool = self.ready().await?;
@@ -344,22 +344,9 @@ impl Store {
         out.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         Ok(out)
     }
-
-    /// Total of the principals' `spend` columns (what budgets see).
-    pub async fn principal_spend(&self, p: Principal, id: &str) -> Result<Option<f64>, StoreError> {
-        let pool = self.ready().await?;
-        let (table, col) = p.table();
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT spend FROM {table} WHERE {col} = $1"
-        )))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("spend")).transpose()?)
-    }
 }
 
-async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[SpendRow]) -> Result<(), StoreError> {
+async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[&SpendRow]) -> Result<(), StoreError> {
     let mut sql = format!("INSERT INTO sy_spend_logs ({COLS}) VALUES ");
     for i in 0..rows.len() {
         if i > 0 {

@@ -497,6 +497,8 @@ pub fn general(
     if let Some(n) = f.u64("spend_logs_buffer_rows") {
         ledger.buffer_rows = (n as usize).max(100);
     }
+    // A healthy writer drains at `batch_size`; a smaller buffer would spill without an outage.
+    ledger.buffer_rows = ledger.buffer_rows.max(ledger.batch_size * 2);
     ledger.spill_path = f.string("spend_logs_spill_path").map(Into::into);
     if let Some(mb) = f.non_negative("spend_logs_spill_max_mb") {
         ledger.spill_max_bytes = (mb * 1024.0 * 1024.0) as u64;

@@ -12,6 +12,9 @@
 //!   reset are applied before it.
 //! - On graceful shutdown everything waiting is flushed (or spilled when the database is down);
 //!   a crash loses at most one flush interval of rows.
+//! - A write that failed may still have committed (the connection dropped before the answer), so
+//!   the next write after a failure, and every write of a spill file, first drops the rows the
+//!   database already holds: a retried batch never charges twice.
 
 use crate::limits::Reset;
 use crate::store::spend::{Principal, SpendRow};
@@ -100,6 +103,7 @@ impl Ledger {
             queue: VecDeque::new(),
             rows_queued: 0,
             retry: RETRY_MIN,
+            uncertain: false,
         };
         let task = tokio::spawn(writer.run(rx));
         Arc::new(Ledger {
@@ -156,6 +160,8 @@ struct Writer {
     queue: VecDeque<Pending>,
     rows_queued: usize,
     retry: Duration,
+    /// The last write failed: its rows may or may not be in the database.
+    uncertain: bool,
 }
 
 impl Writer {
@@ -245,9 +251,10 @@ impl Writer {
                 })
                 .collect();
             let n = rows.len();
-            if let Err(e) = self.write(&rows).await {
+            if let Err(e) = self.write(&rows, self.uncertain).await {
                 return self.failed(e);
             }
+            self.uncertain = false;
             self.queue.drain(..n);
             self.rows_queued -= n;
             self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -256,9 +263,23 @@ impl Writer {
         true
     }
 
-    async fn write(&self, rows: &[&SpendRow]) -> Result<(), crate::store::StoreError> {
+    /// Writes rows and their spend increments; with `check`, rows already in the database are
+    /// left out (with `disable_spend_logs` there are no rows to look for, so nothing can be).
+    async fn write(&self, rows: &[&SpendRow], check: bool) -> Result<(), crate::store::StoreError> {
+        let mut rows = rows.to_vec();
+        if check && self.settings.rows_enabled {
+            let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+            let there = self.store.written_ids(&ids).await?;
+            if !there.is_empty() {
+                tracing::info!(
+                    rows = there.len(),
+                    "rows of a failed write were committed after all: not written again"
+                );
+                rows.retain(|r| !there.contains(&r.id));
+            }
+        }
         let increments = increments(rows.iter().copied());
-        let rows = if self.settings.rows_enabled { rows } else { &[] };
+        let rows = if self.settings.rows_enabled { &rows[..] } else { &[] };
         self.store.write_batch(rows, &increments).await
     }
 
@@ -268,6 +289,7 @@ impl Writer {
             tracing::warn!(error = %e, queued = self.rows_queued, "ledger write failed; rows kept and retried");
         }
         self.retry = (self.retry * 2).min(RETRY_MAX);
+        self.uncertain = true;
         false
     }
 
@@ -339,12 +361,14 @@ impl Writer {
         let size = self.settings.batch_size.max(1);
         for (i, chunk) in rows.chunks(size).enumerate() {
             let refs: Vec<&SpendRow> = chunk.iter().collect();
-            if let Err(e) = self.write(&refs).await {
+            // The file may hold rows an earlier attempt wrote before it failed.
+            if let Err(e) = self.write(&refs, true).await {
                 // Keep only what is not yet written: a row written twice would charge twice.
                 self.rewrite_spill(&rows[i * size..]);
                 self.failed(e);
                 return;
             }
+            self.uncertain = false;
             self.stats.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         let _ = std::fs::remove_file(&path);

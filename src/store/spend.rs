@@ -222,6 +222,25 @@ impl Store {
         Ok(())
     }
 
+    /// Which of `ids` already have a row: after a failed commit whose outcome is unknown (the
+    /// connection dropped before the answer), the writer drops those rows so none is charged twice.
+    pub async fn written_ids(&self, ids: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        let pool = self.ready().await?;
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM sy_spend_logs WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(pool).await? {
+                found.insert(sqlx::Row::try_get::<String, _>(&row, 0)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Starts a new budget period: zero spend, next reset at `next`, unless another gateway did already.
     pub async fn reset_budget(&self, p: Principal, id: &str, seen: Option<i64>, next: i64) -> Result<(), StoreError> {
         let pool = self.ready().await?;

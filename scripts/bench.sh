@@ -10,8 +10,13 @@
 # TTFT at concurrency 1), and RSS after the load. Prints a Markdown table and writes the raw
 # results to target/bench/results.json.
 #
+# The core runs use `disable_database` (no keys, no ledger). The ledger section then runs the same
+# requests with a virtual key (budget, rpm/tpm/parallel limits) and every request written to the
+# spend ledger, on SQLite and, when reachable, Postgres (a scratch schema, dropped afterwards).
+#
 # Env: BENCH_SECS (5), BENCH_WARMUP (1), BENCH_CONCURRENCY ("1 16 64"), BENCH_THREADS (1, the
-# load generator's threads), BENCH_NO_BUILD=1 (use the binaries as they are).
+# load generator's threads), BENCH_NO_BUILD=1 (use the binaries as they are), BENCH_LEDGER (1),
+# BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test; needs psql for the scratch schema).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +40,7 @@ fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
 PIDS=()
+PG_SCHEMA=""
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -43,6 +49,9 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    if [[ -n "$PG_SCHEMA" ]]; then
+        psql -q "$PG_URL" -c "DROP SCHEMA $PG_SCHEMA CASCADE" >/dev/null 2>&1 || true
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -77,6 +86,8 @@ model_list:
       api_base: http://127.0.0.1:$MOCK_PORT/v1
       api_key: sk-bench
 EOF
+cp "$TMP/config.yaml" "$TMP/model-list.yaml"
+printf 'general_settings:\n  disable_database: true\n' >>"$TMP/config.yaml"
 
 # --- the gateway: startup time to the first served request, then idle RSS ---------------------
 GW_PORT=$(bench --free-port)
@@ -125,6 +136,64 @@ run c1 messages "$MSG_URL" --concurrency 1
 run stream-c1 messages "$MSG_URL" --concurrency 1 --stream
 alive "$GW_PID" switchyard "$TMP/gateway.log"
 AFTER_RSS_KB=$(rss_kb "$GW_PID")
+
+# --- keys, limits and the ledger ------------------------------------------------------------------
+# The same requests with a virtual key whose limits are checked on every request (a budget, rpm, tpm
+# and parallel limits far above the load, so none refuses) and a ledger row written per request.
+# After the load, the ledger has 2 s (two flush intervals) to catch up: rows counted through
+# /savings against the requests the gateway answered show whether it sustains the rate.
+LEDGER="$TMP/ledger.jsonl"
+: >"$LEDGER"
+MASTER=sk-bench-master-key
+ledger_run() { # ledger_run NAME "general_settings lines"
+    local name=$1 db=$2 port url pid key answered rows spill
+    { cat "$TMP/model-list.yaml"; printf 'general_settings:\n  master_key: %s\n  spend_logs_spill_path: %s\n%s' \
+        "$MASTER" "$TMP/spill-$name.jsonl" "$db"; } >"$TMP/ledger-$name.yaml"
+    port=$(bench --free-port)
+    url="http://127.0.0.1:$port/v1/chat/completions"
+    "$BIN/switchyard" --config "$TMP/ledger-$name.yaml" --port "$port" >"$TMP/gw-ledger-$name.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    bench --wait-ready --url "$url" --api-key "$MASTER" --ready-timeout 30 >/dev/null || {
+        alive "$pid" switchyard "$TMP/gw-ledger-$name.log"
+        exit 1
+    }
+    key=$(curl -sf -H "Authorization: Bearer $MASTER" -H 'content-type: application/json' \
+        -d '{"key_alias": "bench", "max_budget": 1000000, "rpm_limit": 100000000, "tpm_limit": 10000000000, "max_parallel_requests": 10000}' \
+        "http://127.0.0.1:$port/key/generate" | jq -r .key)
+    [[ "$key" == sk-* ]] || { echo "key/generate failed on $name" >&2; exit 1; }
+    answered=1 # the wait-ready request
+    for c in 1 64; do
+        run "c$c" "ledger-$name" "$url" --concurrency "$c" --api-key "$key"
+        answered=$((answered + $(tail -n 1 "$RUNS" | jq .answered)))
+    done
+    sleep 2
+    rows=$(curl -sf -H "Authorization: Bearer $MASTER" "http://127.0.0.1:$port/savings" |
+        jq '[.requests_by_route[]] | add // 0')
+    spill=$([[ -s "$TMP/spill-$name.jsonl" ]] && wc -l <"$TMP/spill-$name.jsonl" || echo 0)
+    jq -n -c --arg n "$name" --argjson a "$answered" --argjson r "$rows" --argjson s "$spill" \
+        '{name: $n, answered: $a, rows: $r, spilled: $s}' >>"$LEDGER"
+    echo "  ledger-$name: $rows rows for $answered requests, $spill spilled" >&2
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    cp "$TMP/gw-ledger-$name.log" "$OUTDIR/gateway-ledger-$name.log"
+    grep -E 'dropped|spilled|failed' "$TMP/gw-ledger-$name.log" | head -n 5 >&2 || true
+}
+if [[ "${BENCH_LEDGER:-1}" == 1 ]]; then
+    ledger_run sqlite "  database_path: $TMP/bench.db
+"
+    PG_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+    if ! command -v psql >/dev/null; then
+        echo "ledger on Postgres skipped: psql (for the scratch schema) is not installed" >&2
+    elif ! psql -q "$PG_URL" -c "CREATE SCHEMA switchyard_bench_$$" >/dev/null 2>&1; then
+        echo "ledger on Postgres skipped: $PG_URL is not reachable" >&2
+    else
+        PG_SCHEMA=switchyard_bench_$$
+        sep='?'; [[ "$PG_URL" == *\?* ]] && sep='&'
+        ledger_run postgres "  database_url: \"$PG_URL${sep}options=-c%20search_path%3D$PG_SCHEMA\"
+"
+    fi
+fi
 
 # --- the router: a group of 4 deployments under simple-shuffle and least-busy --------------------
 # Same mock behind four entries, so only the router's choice differs from the single-deployment run.
@@ -188,10 +257,11 @@ fi
 jq -s --argjson startup "$STARTUP_MS" --argjson idle "$IDLE_RSS_KB" --argjson after "$AFTER_RSS_KB" \
     --argjson litellm "$LITELLM_JSON" --argjson secs "$SECS" --argjson warmup "$WARMUP" \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -srm)" \
+    --slurpfile ledger "$LEDGER" \
     --argjson cores "$(nproc)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo -)" \
     '{date: $date, host: $host, cores: $cores, commit: $commit, secs: $secs, warmup: $warmup,
       switchyard: {startup_ms: $startup, idle_rss_kb: $idle, rss_after_load_kb: $after},
-      litellm: $litellm, runs: .}' "$RUNS" >"$RESULTS"
+      litellm: $litellm, ledger: $ledger, runs: .}' "$RUNS" >"$RESULTS"
 
 # The Markdown table, from the results file.
 jq -r '
@@ -239,6 +309,17 @@ jq -r '
         "- Anthropic /v1/messages over the OpenAI wire, c1: p50/p99 \($m.p50_us | ms) / \($m.p99_us | ms) ms vs OpenAI path \($o.p50_us | ms) / \($o.p99_us | ms) ms (translation adds \(sub($m.p50_us; $o.p50_us) | sgn) / \(sub($m.p99_us; $o.p99_us) | sgn) ms); streaming TTFT \($ms.ttft_p50_us | ms) / \($ms.ttft_p99_us | ms) ms vs \($os.ttft_p50_us | ms) / \($os.ttft_p99_us | ms) ms"
         end ),
     "",
+    ( if ($r.ledger | length) > 0 then
+        "Keys, limits and the ledger (added = minus the core switchyard run of the same concurrency):",
+        "",
+        "| ledger | concurrency | rps | p50/p99 ms | added p50 / added p99 ms | rows written / requests answered (2 s after the load) | spilled |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        ( $r.ledger[] as $l
+          | $r.runs | map(select(.target == "ledger-" + $l.name)) | .[] as $g
+          | ($s | map(select(.scenario == $g.scenario)) | first) as $o
+          | "| \($l.name) | \($g.concurrency) | \($g.rps | floor) | \($g.p50_us | ms) / \($g.p99_us | ms) | \(sub($g.p50_us; $o.p50_us) | sgn) / \(sub($g.p99_us; $o.p99_us) | sgn) | \($l.rows) / \($l.answered) | \($l.spilled) |" ),
+        ""
+      else empty end ),
     "Router, group of 4 deployments (added = minus the direct run of the same concurrency):",
     "",
     "| strategy | concurrency | rps | p50/p99 ms | added p50 / added p99 ms |",

@@ -164,8 +164,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(Arc::from)
-        // A thread-local RNG: uuid's own v4 asks the kernel for randomness on every request.
-        .unwrap_or_else(|| Arc::from(uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()));
+        .unwrap_or_else(|| Arc::from(crate::types::time_ordered_id().to_string()));
     req.extensions_mut().insert(RequestCtx {
         id: id.clone(),
         started,

@@ -104,9 +104,10 @@ fn is_loopback(host: &str) -> bool {
 /// The SQLite file `switchyard` serves with when no database is configured.
 pub const DEFAULT_DB: &str = "switchyard.db";
 
-/// Fills in the default database: a SQLite file in the working directory.
+/// Fills in the default database: a SQLite file in the working directory, unless
+/// `disable_database` is set.
 pub fn default_database(config: &mut Config) {
-    if config.general.database.is_none() {
+    if config.general.database.is_none() && !config.general.database_disabled {
         config.general.database = Some(crate::store::Database::Sqlite(DEFAULT_DB.into()));
     }
 }
@@ -122,15 +123,12 @@ pub fn describe(config: &Config) -> String {
         }
     }
     let _ = writeln!(out, "routing strategy: {:?}", config.router.routing_strategy);
-    let _ = writeln!(
-        out,
-        "database: {}",
-        config
-            .general
-            .database
-            .as_ref()
-            .map_or_else(|| format!("sqlite {DEFAULT_DB} (default)"), |d| d.describe())
-    );
+    let database = match &config.general.database {
+        Some(d) => d.describe(),
+        None if config.general.database_disabled => "none (disable_database: no keys, no spend ledger)".into(),
+        None => format!("sqlite {DEFAULT_DB} (default)"),
+    };
+    let _ = writeln!(out, "database: {database}");
     let _ = writeln!(out, "model groups ({}):", groups.len());
     for g in groups {
         let _ = writeln!(out, "  {g}");

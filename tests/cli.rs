@@ -105,3 +105,30 @@ fn serves_the_default_config_with_nothing_running() {
     assert!(log.contains("no master key set: listening on 127.0.0.1 only"), "{log}");
     assert!(log.contains("disabled: no API key: set OPENAI_API_KEY"), "{log}");
 }
+
+#[test]
+fn check_names_the_database_and_disable_database_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.yaml");
+    let base =
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: sk-x\n";
+    let check = |yaml: String| {
+        std::fs::write(&p, yaml).unwrap();
+        let out = clean_env(Command::new(BIN).args(["check", "--config"]).arg(&p))
+            .env_remove("DATABASE_URL")
+            .env_remove("SWITCHYARD_DB_PATH")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(check(base.to_string()).contains("database: sqlite switchyard.db (default)"));
+    let pg = check(format!(
+        "{base}general_settings:\n  database_url: postgres://u:pw@db:5432/x\n"
+    ));
+    assert!(pg.contains("database: postgres postgres://u:****@db:5432/x"), "{pg}");
+    let off = check(format!(
+        "{base}general_settings:\n  database_url: postgres://u:pw@db:5432/x\n  disable_database: true\n"
+    ));
+    assert!(off.contains("database: none"), "{off}");
+}

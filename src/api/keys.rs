@@ -39,7 +39,7 @@ fn stores(state: &AppState) -> Result<(Arc<Store>, Arc<Directory>), GatewayError
     match (&state.store, &state.auth.directory) {
         (Some(s), Some(d)) => Ok((s.clone(), d.clone())),
         _ => Err(GatewayError::StoreUnavailable(
-            "no database is configured (general_settings.database_url or database_path)".into(),
+            "no database is configured (general_settings.disable_database is set)".into(),
         )),
     }
 }

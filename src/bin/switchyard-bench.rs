@@ -80,6 +80,8 @@ struct WorkerResult {
     lat_us: Vec<u32>,
     ttft_us: Vec<u32>,
     errors: u64,
+    /// Responses received with any HTTP status, warm-up included: what reached the gateway.
+    answered: u64,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -211,6 +213,7 @@ async fn load(client: reqwest::Client, request: reqwest::Request, args: &Args) -
                 lat_us: Vec::with_capacity(capacity),
                 ttft_us: Vec::with_capacity(if stream { capacity } else { 0 }),
                 errors: 0,
+                answered: 0,
             };
             loop {
                 let t0 = Instant::now();
@@ -228,7 +231,11 @@ async fn load(client: reqwest::Client, request: reqwest::Request, args: &Args) -
                     }
                 }
                 let req = request.try_clone().expect("static body clones");
-                match one(&client, req, t0).await {
+                let result = one(&client, req, t0).await;
+                if !matches!(result, Err(true)) {
+                    out.answered += 1;
+                }
+                match result {
                     Ok((total, ttft)) => {
                         if measured {
                             out.lat_us.push(micros(total));
@@ -260,6 +267,7 @@ async fn load(client: reqwest::Client, request: reqwest::Request, args: &Args) -
                 all.lat_us.extend_from_slice(&r.lat_us);
                 all.ttft_us.extend_from_slice(&r.ttft_us);
                 all.errors += r.errors;
+                all.answered += r.answered;
             }
             Err(_) => worker_failures += 1,
         }
@@ -297,6 +305,7 @@ async fn load(client: reqwest::Client, request: reqwest::Request, args: &Args) -
             "duration_s": window,
             "requests": n,
             "errors": all.errors,
+            "answered": all.answered,
             "rps": (rps * 10.0).round() / 10.0,
             "mean_us": mean,
             "p50_us": p(&all.lat_us, 50.0),

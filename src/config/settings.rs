@@ -276,6 +276,9 @@ pub struct GeneralSettings {
     /// Keys, teams, users and the spend ledger; `None` leaves virtual keys off (the CLI then uses
     /// a SQLite file, see `cli::serve`).
     pub database: Option<crate::store::Database>,
+    /// `disable_database: true`: no keys and no ledger, not even the default SQLite file (a
+    /// stateless proxy behind the master key, e.g. on a read-only filesystem).
+    pub database_disabled: bool,
     pub ledger: crate::ledger::writer::LedgerSettings,
     /// The hourly price of the GPU box: local requests are charged their share of it.
     pub gpu_cost_per_hour: Option<f64>,
@@ -486,7 +489,8 @@ pub fn general(
     let health_check_interval = f
         .seconds("health_check_interval")
         .unwrap_or(Duration::from_secs_f64(DEFAULT_HEALTH_CHECK_INTERVAL));
-    let database = database(&mut f, env);
+    let database_disabled = f.bool("disable_database").unwrap_or(false);
+    let database = database(&mut f, env).filter(|_| !database_disabled);
     let mut ledger = crate::ledger::writer::LedgerSettings::default();
     if let Some(n) = f.u64("spend_logs_batch_size") {
         ledger.batch_size = (n as usize).clamp(1, 10_000);
@@ -513,6 +517,7 @@ pub fn general(
         background_health_checks,
         health_check_interval,
         database,
+        database_disabled,
         ledger,
         gpu_cost_per_hour,
         rest,

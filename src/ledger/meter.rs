@@ -93,7 +93,7 @@ impl Meter {
         }
         let dep = served.deployment.as_deref();
         ledger.record(SpendRow {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::types::time_ordered_id().to_string(),
             request_id: self.request_id,
             api_key: key.map(|k| k.token.clone()),
             key_alias: key.and_then(|k| k.key_alias.clone()),

@@ -10,6 +10,9 @@
 //!   are rows dropped, counted and reported in the log.
 //! - Budget resets go through the same queue, so increments of requests that finished before a
 //!   reset are applied before it.
+//! - The writer runs on a thread of its own at background CPU priority (nice 10), with its own
+//!   connection pool opened there (SQLite's worker threads inherit the priority): on a box the
+//!   gateway shares with its load, request threads win the CPU and the writer uses what is left.
 //! - On graceful shutdown everything waiting is flushed (or spilled when the database is down);
 //!   a crash loses at most one flush interval of rows.
 //! - A write that failed may still have committed (the connection dropped before the answer), so
@@ -57,6 +60,8 @@ enum Op {
     Row(Box<SpendRow>),
     Reset(Reset),
     Flush(oneshot::Sender<()>),
+    /// Write (or spill) everything and end the writer thread.
+    Stop,
 }
 
 /// What waits in the writer's queue, in arrival order.
@@ -78,8 +83,8 @@ pub struct LedgerStats {
 pub struct Ledger {
     tx: mpsc::Sender<Op>,
     pub stats: Arc<LedgerStats>,
-    /// Taken by the first `shutdown`.
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Fires when the writer thread ends; taken by the first `shutdown`.
+    stopped: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 /// Room in the channel between requests and the writer; the writer drains it continuously.
@@ -95,7 +100,11 @@ impl Ledger {
             Database::Sqlite(path) => format!("{path}.spill.jsonl").into(),
             Database::Postgres(_) => PathBuf::from("switchyard-spill.jsonl"),
         });
-        let writer = Writer {
+        let (stopped_tx, stopped) = oneshot::channel();
+        let mut writer = Writer {
+            rx,
+            waiting: Vec::new(),
+            stop: false,
             store,
             settings,
             spill_path,
@@ -105,11 +114,32 @@ impl Ledger {
             retry: RETRY_MIN,
             uncertain: false,
         };
-        let task = tokio::spawn(writer.run(rx));
+        let spawned = std::thread::Builder::new()
+            .name("switchyard-ledger".into())
+            .spawn(move || {
+                background_priority();
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "ledger writer could not start: spend rows are not written");
+                        return;
+                    }
+                };
+                // A pool opened on this thread; the shared one if that fails.
+                let db = writer.store.database().clone();
+                if let Ok(own) = rt.block_on(async { Store::open(db) }) {
+                    writer.store = Arc::new(own);
+                }
+                rt.block_on(writer.run());
+                let _ = stopped_tx.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "ledger writer thread could not start: spend rows are not written");
+        }
         Arc::new(Ledger {
             tx,
             stats,
-            task: Mutex::new(Some(task)),
+            stopped: Mutex::new(Some(stopped)),
         })
     }
 
@@ -142,17 +172,34 @@ impl Ledger {
         }
     }
 
-    /// Flushes and stops the writer; bounded by `timeout`.
+    /// Writes (or spills) everything and stops the writer; bounded by `timeout`.
     pub async fn shutdown(&self, timeout: Duration) {
-        let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(stopped) = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        let _ = tokio::time::timeout(timeout, self.flush()).await;
-        task.abort();
+        let _ = tokio::time::timeout(timeout, async {
+            if self.tx.send(Op::Stop).await.is_ok() {
+                let _ = stopped.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Nice 10 for the calling thread (Linux keeps a nice value per thread; elsewhere a no-op).
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(error = %e, "ledger writer keeps normal priority");
     }
 }
 
 struct Writer {
+    rx: mpsc::Receiver<Op>,
+    /// Flush requests, answered once everything queued before them is written (or spilled).
+    waiting: Vec<oneshot::Sender<()>>,
+    /// `Op::Stop` arrived: finish after writing what is queued.
+    stop: bool,
     store: Arc<Store>,
     settings: LedgerSettings,
     spill_path: PathBuf,
@@ -165,41 +212,34 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+    async fn run(mut self) {
         let mut tick = tokio::time::interval(self.settings.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy = true;
         loop {
             tokio::select! {
-                op = rx.recv() => match op {
-                    Some(Op::Flush(done)) => {
-                        // Take in what arrived before the flush request, then write it all.
-                        let mut waiting = vec![done];
-                        while let Ok(op) = rx.try_recv() {
-                            waiting.extend(self.accept(op));
-                        }
-                        if !self.drain().await {
-                            self.spill_all();
-                        }
-                        for done in waiting {
-                            let _ = done.send(());
-                        }
-                    }
+                op = self.rx.recv() => match op {
                     Some(op) => {
                         self.accept(op);
-                        if healthy && self.rows_queued >= self.settings.batch_size {
-                            healthy = self.drain().await;
+                        self.take_in();
+                        if healthy && self.waiting.is_empty() && self.rows_queued >= self.settings.batch_size {
+                            healthy = self.drain(false).await;
+                        }
+                        if !self.waiting.is_empty() {
+                            healthy = self.settle_or_spill().await;
+                        }
+                        if self.stop {
+                            self.settle_or_spill().await;
+                            return;
                         }
                     }
                     None => {
-                        if !self.drain().await {
-                            self.spill_all();
-                        }
+                        self.settle_or_spill().await;
                         return;
                     }
                 },
                 _ = tick.tick() => {
-                    healthy = self.drain().await;
+                    healthy = self.settle().await;
                     if healthy {
                         self.reingest_spill().await;
                     } else {
@@ -210,8 +250,42 @@ impl Writer {
         }
     }
 
-    /// Queues a row or a reset; hands a flush request back to the caller.
-    fn accept(&mut self, op: Op) -> Option<oneshot::Sender<()>> {
+    /// Writes the queue; when flush requests wait, what cannot be written is spilled and they
+    /// are answered.
+    async fn settle(&mut self) -> bool {
+        if self.waiting.is_empty() {
+            let ok = self.drain(true).await;
+            if !ok || self.waiting.is_empty() {
+                return ok;
+            }
+        }
+        self.settle_or_spill().await
+    }
+
+    async fn settle_or_spill(&mut self) -> bool {
+        let ok = self.drain(true).await;
+        if !ok {
+            self.spill_all();
+        }
+        for done in self.waiting.drain(..) {
+            let _ = done.send(());
+        }
+        ok
+    }
+
+    /// Moves whatever waits in the channel into the queue without waiting, so the channel stays
+    /// nearly empty while batches are written and a request's `try_send` never finds it full.
+    fn take_in(&mut self) {
+        for _ in 0..CHANNEL {
+            match self.rx.try_recv() {
+                Ok(op) => self.accept(op),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Queues a row, a reset or a flush request.
+    fn accept(&mut self, op: Op) {
         match op {
             Op::Row(r) => {
                 self.rows_queued += 1;
@@ -220,18 +294,18 @@ impl Writer {
                 if self.rows_queued > self.settings.buffer_rows {
                     self.spill_rows(self.rows_queued - self.settings.buffer_rows / 2);
                 }
-                None
             }
-            Op::Reset(r) => {
-                self.queue.push_back(Pending::Reset(r));
-                None
-            }
-            Op::Flush(done) => Some(done),
+            Op::Reset(r) => self.queue.push_back(Pending::Reset(r)),
+            Op::Flush(done) => self.waiting.push(done),
+            Op::Stop => self.stop = true,
         }
     }
 
-    /// Writes the queue in order; `false` (queue kept) when the database fails.
-    async fn drain(&mut self) -> bool {
+    /// Writes the queue in order: with `all`, every row queued now; else only full batches. Rows
+    /// arriving meanwhile are taken in after each batch and written while full batches remain.
+    /// `false` (queue kept) when the database fails.
+    async fn drain(&mut self, all: bool) -> bool {
+        let mut goal = if all { self.rows_queued } else { 0 };
         while let Some(front) = self.queue.front() {
             if let Pending::Reset(r) = front {
                 if let Err(e) = self.store.reset_budget(r.principal, &r.id, r.seen, r.next).await {
@@ -239,6 +313,9 @@ impl Writer {
                 }
                 self.queue.pop_front();
                 continue;
+            }
+            if goal == 0 && self.rows_queued < self.settings.batch_size {
+                break;
             }
             // The rows up to the next reset, at most one batch.
             let rows: Vec<&SpendRow> = self
@@ -258,6 +335,8 @@ impl Writer {
             self.queue.drain(..n);
             self.rows_queued -= n;
             self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+            goal = goal.saturating_sub(n);
+            self.take_in();
         }
         self.retry = RETRY_MIN;
         true

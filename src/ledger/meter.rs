@@ -1,5 +1,6 @@
 //! Metering one request: read its token usage (from the body, or from the stream as it passes),
-//! price it, charge the caller's accounts and hand the row to the ledger writer.
+//! price it, charge the caller's accounts, show the row to the observers (log line, metrics,
+//! callbacks) and hand it to the ledger writer.
 
 use super::cost::Tokens;
 use crate::auth::Gate;
@@ -49,7 +50,9 @@ fn from_usage(u: &Value, prev: Tokens) -> Tokens {
 
 /// Everything about a request the ledger row needs but the response does not say.
 pub struct Meter {
-    pub ledger: Arc<super::writer::Ledger>,
+    /// `None` without a database: the request is still priced and observed.
+    pub ledger: Option<Arc<super::writer::Ledger>>,
+    pub observers: crate::telemetry::Observers,
     pub costs: Arc<super::cost::CostBook>,
     pub gate: Option<Gate>,
     pub request_id: String,
@@ -69,6 +72,8 @@ pub struct Served {
     pub route: &'static str,
     pub status: u16,
     pub ttft_ms: Option<f64>,
+    /// The error's message, for a request that failed.
+    pub error: Option<String>,
 }
 
 impl Meter {
@@ -83,7 +88,6 @@ impl Meter {
         if let Some(g) = &self.gate {
             g.admission.charge(now, spend, tokens.prompt + tokens.completion);
         }
-        let ledger = &self.ledger;
         let key = self.gate.as_ref().map(|g| &g.key);
         let mut tags = key.map(|k| k.tags.clone()).unwrap_or_default();
         for t in self.tags {
@@ -92,7 +96,7 @@ impl Meter {
             }
         }
         let dep = served.deployment.as_deref();
-        ledger.record(SpendRow {
+        let row = SpendRow {
             id: crate::types::time_ordered_id().to_string(),
             request_id: self.request_id,
             api_key: key.map(|k| k.token.clone()),
@@ -117,7 +121,14 @@ impl Meter {
             stream: self.stream,
             request_tags: tags,
             start_time: self.started_unix_ms,
+        };
+        self.observers.request_done(&crate::telemetry::Finished {
+            row: &row,
+            error: served.error.as_deref(),
         });
+        if let Some(ledger) = &self.ledger {
+            ledger.record(row);
+        }
     }
 }
 

@@ -146,6 +146,7 @@ pub async fn handle(
                         status: e.status().as_u16(),
                         ttft_ms: None,
                         error: Some(e.to_string()),
+                        reason: None,
                     };
                     m.finish(served, Tokens::default());
                     observed = true;
@@ -200,6 +201,7 @@ fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Diale
         status: 200,
         ttft_ms: None,
         error: None,
+        reason: outcome.reason.clone(),
     };
     outcome.payload = match outcome.payload {
         Payload::Full(b) => {

@@ -74,6 +74,8 @@ pub struct Served {
     pub ttft_ms: Option<f64>,
     /// The error's message, for a request that failed.
     pub error: Option<String>,
+    /// The router's reason for the route, when it gave one.
+    pub reason: Option<String>,
 }
 
 impl Meter {
@@ -125,6 +127,8 @@ impl Meter {
         self.observers.request_done(&crate::telemetry::Finished {
             row: &row,
             error: served.error.as_deref(),
+            reason: served.reason.as_deref(),
+            gate: self.gate.as_ref(),
         });
         if let Some(ledger) = &self.ledger {
             ledger.record(row);

@@ -17,6 +17,11 @@ pub struct Finished<'a> {
     pub row: &'a SpendRow,
     /// The error's message, for a request that failed.
     pub error: Option<&'a str>,
+    /// Why the router chose the route (`x-switchyard-reason`), when a local-first router chose.
+    pub reason: Option<&'a str>,
+    /// The caller's key and its accounts (key, team, user: limits and spend so far), already
+    /// charged for this request.
+    pub gate: Option<&'a crate::auth::Gate>,
 }
 
 pub trait RequestObserver: Send + Sync {

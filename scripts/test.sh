@@ -30,7 +30,7 @@ if [ "${CI:-}" = "true" ]; then
     printf 'CI requires the services: %s\n' "${skipped[@]}" >&2
     exit 1
   fi
-  export SWITCHYARD_REQUIRE_POSTGRES=1
+  export SWITCHYARD_REQUIRE_POSTGRES=1 SWITCHYARD_REQUIRE_REDIS=1
 fi
 
 echo "== cargo test"

@@ -44,6 +44,8 @@ pub struct AppState {
     pub costs: Arc<CostBook>,
     /// Shown every finished request: the log line, metrics, callbacks.
     pub observers: crate::telemetry::Observers,
+    /// The response cache (`litellm_settings.cache`).
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -91,6 +93,11 @@ impl AppState {
             ledger,
             costs: Arc::new(CostBook::new(&config)),
             observers: crate::telemetry::Observers::new(vec![Arc::new(crate::telemetry::logs::RequestLog)]),
+            cache: config
+                .litellm
+                .cache
+                .clone()
+                .map(|c| Arc::new(crate::cache::ResponseCache::new(c))),
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -44,7 +44,7 @@ impl Call {
         }
     }
 
-    fn endpoint(&self) -> Endpoint {
+    pub fn endpoint(&self) -> Endpoint {
         match self {
             Call::Chat(_) => Endpoint::Chat,
             Call::Passthrough(e, _) => *e,
@@ -58,7 +58,7 @@ impl Call {
         }
     }
 
-    fn extra(&self) -> &serde_json::Map<String, Value> {
+    pub fn extra(&self) -> &serde_json::Map<String, Value> {
         match self {
             Call::Chat(r) => &r.extra,
             Call::Passthrough(_, r) => &r.extra,

@@ -8,6 +8,7 @@ pub mod openai;
 pub mod spend;
 
 use crate::app::{AppState, RequestCtx};
+use crate::cache;
 use crate::error::{Dialect, GatewayError};
 use crate::ledger::cost::Tokens;
 use crate::ledger::meter::{self, Meter, Served, Tap};
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 in our error shape.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
@@ -80,6 +82,7 @@ pub async fn handle(
     let mut rate: Option<RateHeaders> = None;
     // Set once the meter has shown the failure to the observers (their line replaces ours).
     let mut observed = false;
+    let mut cached: Option<CachePlan> = None;
     let result = async {
         let caller = state.auth.authenticate(&parts.headers).await?;
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
@@ -103,6 +106,8 @@ pub async fn handle(
             }
             None => None,
         };
+        // Planned before the usage request below changes the call.
+        cached = cache_plan(state, &call, dialect, &parts.headers, gate.as_ref());
         let strip_usage = ask_for_usage(&mut call) && dialect == Dialect::OpenAi;
         let meter = Some(Meter {
             ledger: state.ledger.clone(),
@@ -118,6 +123,25 @@ pub async fn handle(
             estimated_prompt: call.estimated_tokens(),
         });
         let model = call.model().to_string();
+        if let (Some(plan), Some(cache)) = (cached.as_ref().filter(|p| p.controls.read), &state.cache) {
+            if let Some(entry) = cache.get(&plan.key, plan.controls.max_age).await {
+                if let Some(mut m) = meter {
+                    m.gate = gate;
+                    let served = Served {
+                        deployment: None,
+                        model_group: entry.model_group.clone(),
+                        route: "cache",
+                        status: 200,
+                        ttft_ms: Some(ctx.started.elapsed().as_secs_f64() * 1000.0),
+                        error: None,
+                        reason: None,
+                        cache_hit: true,
+                    };
+                    m.finish(served, entry.tokens);
+                }
+                return Ok(Answer::Cached(entry));
+            }
+        }
         let out = {
             let rctx = pipeline::RequestCtx {
                 request_id: &ctx.id,
@@ -135,7 +159,7 @@ pub async fn handle(
         match out {
             Ok(o) => {
                 metered = meter.map(|m| (m, strip_usage));
-                Ok(o)
+                Ok(Answer::Served(o))
             }
             Err(e) => {
                 if let Some(m) = meter {
@@ -147,6 +171,7 @@ pub async fn handle(
                         ttft_ms: None,
                         error: Some(e.to_string()),
                         reason: None,
+                        cache_hit: false,
                     };
                     m.finish(served, Tokens::default());
                     observed = true;
@@ -157,12 +182,16 @@ pub async fn handle(
     }
     .await;
     let mut resp = match result {
-        Ok(mut outcome) => {
+        Ok(Answer::Served(mut outcome)) => {
             if let Some((meter, strip)) = metered {
                 outcome = meter_outcome(outcome, meter, strip, dialect);
             }
+            if let (Some(plan), Some(cache)) = (cached.as_ref().filter(|p| p.controls.write), &state.cache) {
+                outcome = store_in_cache(outcome, cache, plan);
+            }
             respond(outcome, &ctx)
         }
+        Ok(Answer::Cached(entry)) => respond_cached(&entry, &ctx),
         Err(err) => {
             if !observed {
                 tracing::info!(request_id = %ctx.id, status = err.status().as_u16(), error = %err, "request refused");
@@ -173,6 +202,125 @@ pub async fn handle(
     if let Some(r) = rate {
         rate_headers(resp.headers_mut(), &r);
     }
+    if let Some(plan) = &cached {
+        let ok = resp.status() == StatusCode::OK;
+        let h = resp.headers_mut();
+        let state = if !ok {
+            None
+        } else if h.get("x-switchyard-route").is_some_and(|v| v == "cache") {
+            Some("hit")
+        } else if plan.controls.read || plan.controls.write {
+            Some("miss")
+        } else {
+            Some("bypass")
+        };
+        if let Some(s) = state {
+            h.insert("x-switchyard-cache", HeaderValue::from_static(s));
+            insert(h, "x-litellm-cache-key", &plan.key);
+        }
+    }
+    resp
+}
+
+/// What a model call answered with: a pipeline outcome, or a cached response.
+enum Answer {
+    Served(Outcome),
+    Cached(Arc<cache::Entry>),
+}
+
+/// A cacheable request's key and what it allows.
+struct CachePlan {
+    key: String,
+    controls: cache::key::Controls,
+}
+
+/// `None` when there is no cache, the call type is not cached, the model is unknown (the
+/// pipeline says why), or the caller may not use the model: no cached answer may reach it.
+fn cache_plan(
+    state: &AppState,
+    call: &Call,
+    dialect: Dialect,
+    headers: &HeaderMap,
+    gate: Option<&crate::auth::Gate>,
+) -> Option<CachePlan> {
+    let cache = state.cache.as_ref()?;
+    if !cache.caches(call.call_type(dialect)) {
+        return None;
+    }
+    let group = state.models.resolve(call.model(), call.endpoint()).ok()?;
+    if gate.is_some_and(|g| !g.allows_model(call.model(), &group.name)) {
+        return None;
+    }
+    Some(CachePlan {
+        key: cache::key::of(cache.settings.namespace.as_deref(), dialect, &group.name, call),
+        controls: cache::key::controls(call.extra(), headers, cache.settings.default_off),
+    })
+}
+
+/// Stores a full answer now, a stream once it has ended properly.
+fn store_in_cache(mut outcome: Outcome, cache: &Arc<cache::ResponseCache>, plan: &CachePlan) -> Outcome {
+    let ttl = plan.controls.ttl.unwrap_or(cache.settings.ttl);
+    let entry = |body: Bytes, stream: bool, tokens: Tokens, content_type: Option<String>| cache::Entry {
+        body,
+        stream,
+        content_type,
+        model_group: outcome.deployment.model_name.clone(),
+        tokens,
+        created_ms: cache::now_ms(),
+        ttl,
+    };
+    outcome.payload = match outcome.payload {
+        Payload::Full(b) => {
+            let content_type = outcome
+                .content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let tokens = meter::from_body(&b).unwrap_or_default();
+            cache.put(plan.key.clone(), entry(b.clone(), false, tokens, content_type));
+            Payload::Full(b)
+        }
+        Payload::Stream(body) => {
+            let (cache, key) = (cache.clone(), plan.key.clone());
+            let template = entry(Bytes::new(), true, Tokens::default(), None);
+            let limit = cache.settings.max_entry_bytes;
+            let capture = cache::capture::Capture::new(body.into_data_stream(), limit, move |body| {
+                let tokens = meter::from_sse(&body);
+                cache.put(
+                    key,
+                    cache::Entry {
+                        body,
+                        tokens,
+                        ..template
+                    },
+                );
+            });
+            Payload::Stream(Body::from_stream(capture))
+        }
+    };
+    outcome
+}
+
+/// A cached response, as the first client received it.
+fn respond_cached(entry: &cache::Entry, ctx: &RequestCtx) -> Response {
+    let mut resp = Response::new(Body::from(entry.body.clone()));
+    let h = resp.headers_mut();
+    let content_type = match (&entry.content_type, entry.stream) {
+        (_, true) => HeaderValue::from_static("text/event-stream"),
+        (Some(ct), false) => HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/json")),
+        (None, false) => HeaderValue::from_static("application/json"),
+    };
+    h.insert(http::header::CONTENT_TYPE, content_type);
+    if entry.stream {
+        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    h.insert("x-switchyard-route", HeaderValue::from_static("cache"));
+    insert(h, "x-litellm-model-group", &entry.model_group);
+    insert(
+        h,
+        "x-litellm-response-duration-ms",
+        &format!("{:.3}", ctx.started.elapsed().as_secs_f64() * 1000.0),
+    );
     resp
 }
 
@@ -202,6 +350,7 @@ fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Diale
         ttft_ms: None,
         error: None,
         reason: outcome.reason.clone(),
+        cache_hit: false,
     };
     outcome.payload = match outcome.payload {
         Payload::Full(b) => {

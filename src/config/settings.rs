@@ -113,6 +113,8 @@ pub struct LitellmSettings {
     pub num_retries: u32,
     pub request_timeout: Duration,
     pub json_logs: bool,
+    /// The response cache (`cache: true` and `cache_params`).
+    pub cache: Option<super::cache::CacheSettings>,
     /// Keys read by later stages (cache, callbacks, fallbacks), kept as written.
     pub rest: Mapping,
 }
@@ -319,7 +321,12 @@ fn not_implemented(paths: Vec<String>, warnings: &mut Vec<String>) {
     }
 }
 
-pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Vec<String>) -> LitellmSettings {
+pub fn litellm(
+    map: Mapping,
+    env: &dyn Env,
+    errs: &mut Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> LitellmSettings {
     let mut f = Fields::new(map, "litellm_settings", errs);
     let mut router_keys = Mapping::new();
     for k in ROUTER_KEYS_IN_LITELLM {
@@ -333,6 +340,7 @@ pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Ve
         .seconds("request_timeout")
         .unwrap_or(Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT));
     let json_logs = f.bool("json_logs").unwrap_or(false);
+    let cache = super::cache::parse(&mut f, env, warnings);
     // LiteLLM's debug switches have no meaning here: log levels come from RUST_LOG.
     if f.take("set_verbose").is_some() {
         warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
@@ -345,6 +353,7 @@ pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Ve
         num_retries,
         request_timeout,
         json_logs,
+        cache,
         rest,
     }
 }

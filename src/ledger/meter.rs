@@ -24,6 +24,31 @@ pub fn from_body(body: &[u8]) -> Option<Tokens> {
     Some(from_usage(&u, Tokens::default()))
 }
 
+/// Usage reported in a complete SSE body of either dialect (only events that mention usage are
+/// parsed).
+pub fn from_sse(body: &[u8]) -> Tokens {
+    let mut t = Tokens::default();
+    for line in body.split(|&b| b == b'\n') {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        if !data.windows(7).any(|w| w == b"\"usage\"") {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data.trim_ascii()) else {
+            continue;
+        };
+        if let Some(u) = v
+            .get("usage")
+            .or_else(|| v.pointer("/message/usage"))
+            .filter(|u| u.is_object())
+        {
+            t = from_usage(u, t);
+        }
+    }
+    t
+}
+
 /// OpenAI's `{prompt_tokens, completion_tokens, prompt_tokens_details.cached_tokens}` or
 /// Anthropic's `{input_tokens, output_tokens, cache_read_input_tokens, cache_creation_input_tokens}`;
 /// fields absent keep `prev`'s (Anthropic streams send input and output in separate events).
@@ -76,6 +101,8 @@ pub struct Served {
     pub error: Option<String>,
     /// The router's reason for the route, when it gave one.
     pub reason: Option<String>,
+    /// Answered from the response cache.
+    pub cache_hit: bool,
 }
 
 impl Meter {
@@ -119,7 +146,7 @@ impl Meter {
             latency_ms: took.as_secs_f64() * 1000.0,
             ttft_ms: served.ttft_ms,
             status: i64::from(served.status),
-            cache_hit: false,
+            cache_hit: served.cache_hit,
             stream: self.stream,
             request_tags: tags,
             start_time: self.started_unix_ms,

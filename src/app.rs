@@ -44,6 +44,8 @@ pub struct AppState {
     pub costs: Arc<CostBook>,
     /// Shown every finished request: the log line, metrics, callbacks.
     pub observers: crate::telemetry::Observers,
+    /// Callbacks and alerts (also among the observers).
+    pub hooks: crate::telemetry::Hooks,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -70,6 +72,7 @@ impl AppState {
             Arc::new(Signals::new(&config, source))
         });
         let models = ModelMap::new(&config);
+        let hooks = crate::telemetry::Hooks::start(&config, clock.clone());
         let router = RouteState::new(&config, clock);
         let store = match &config.general.database {
             Some(db) => Some(Arc::new(
@@ -90,7 +93,12 @@ impl AppState {
             store,
             ledger,
             costs: Arc::new(CostBook::new(&config)),
-            observers: crate::telemetry::Observers::new(vec![Arc::new(crate::telemetry::logs::RequestLog)]),
+            observers: crate::telemetry::Observers::new(
+                std::iter::once(Arc::new(crate::telemetry::logs::RequestLog) as Arc<dyn crate::telemetry::RequestObserver>)
+                    .chain(hooks.observers())
+                    .collect(),
+            ),
+            hooks,
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

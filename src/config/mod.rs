@@ -5,6 +5,7 @@
 //! typed structs ([`deployment`], [`settings`]). Every error is collected with its file and path
 //! and reported together; keys we accept but do not implement yet become warnings, once each.
 
+pub mod alerting;
 mod deployment;
 mod fields;
 pub mod interpolate;
@@ -163,7 +164,7 @@ impl Config {
         let litellm_raw = section(&mut root, "litellm_settings", &mut errs);
         let router_raw = section(&mut root, "router_settings", &mut errs);
         let general_raw = section(&mut root, "general_settings", &mut errs);
-        let litellm = settings::litellm(litellm_raw, &mut errs, &mut warnings);
+        let litellm = settings::litellm(litellm_raw, &env, &mut errs, &mut warnings);
         let router = settings::router(router_raw, &litellm, &mut errs, &mut warnings);
         let general = settings::general(general_raw, &env, &mut errs, &mut warnings);
 

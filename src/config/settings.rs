@@ -113,6 +113,8 @@ pub struct LitellmSettings {
     pub num_retries: u32,
     pub request_timeout: Duration,
     pub json_logs: bool,
+    /// `success_callback` / `failure_callback` / `callbacks`: generic webhooks.
+    pub callbacks: super::alerting::Callbacks,
     /// Keys read by later stages (cache, callbacks, fallbacks), kept as written.
     pub rest: Mapping,
 }
@@ -282,6 +284,8 @@ pub struct GeneralSettings {
     pub ledger: crate::ledger::writer::LedgerSettings,
     /// The hourly price of the GPU box: local requests are charged their share of it.
     pub gpu_cost_per_hour: Option<f64>,
+    /// `alerting: ["slack"]` and its companions; `None` when alerting is off.
+    pub alerting: Option<super::alerting::AlertSettings>,
     pub rest: Mapping,
 }
 
@@ -319,7 +323,12 @@ fn not_implemented(paths: Vec<String>, warnings: &mut Vec<String>) {
     }
 }
 
-pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Vec<String>) -> LitellmSettings {
+pub fn litellm(
+    map: Mapping,
+    env: &dyn Env,
+    errs: &mut Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> LitellmSettings {
     let mut f = Fields::new(map, "litellm_settings", errs);
     let mut router_keys = Mapping::new();
     for k in ROUTER_KEYS_IN_LITELLM {
@@ -337,6 +346,7 @@ pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Ve
     if f.take("set_verbose").is_some() {
         warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
     }
+    let callbacks = super::alerting::callbacks(&mut f, env, warnings);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     LitellmSettings {
@@ -345,6 +355,7 @@ pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Ve
         num_retries,
         request_timeout,
         json_logs,
+        callbacks,
         rest,
     }
 }
@@ -509,6 +520,7 @@ pub fn general(
     }
     ledger.rows_enabled = !f.bool("disable_spend_logs").unwrap_or(false);
     let gpu_cost_per_hour = f.non_negative("gpu_cost_per_hour");
+    let alerting = super::alerting::alerting(&mut f, env, warnings);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -520,6 +532,7 @@ pub fn general(
         database_disabled,
         ledger,
         gpu_cost_per_hour,
+        alerting,
         rest,
     }
 }

@@ -94,9 +94,11 @@ impl AppState {
             ledger,
             costs: Arc::new(CostBook::new(&config)),
             observers: crate::telemetry::Observers::new(
-                std::iter::once(Arc::new(crate::telemetry::logs::RequestLog) as Arc<dyn crate::telemetry::RequestObserver>)
-                    .chain(hooks.observers())
-                    .collect(),
+                std::iter::once(
+                    Arc::new(crate::telemetry::logs::RequestLog) as Arc<dyn crate::telemetry::RequestObserver>
+                )
+                .chain(hooks.observers())
+                .collect(),
             ),
             hooks,
             upstream: Upstream::new()?,

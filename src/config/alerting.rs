@@ -195,7 +195,10 @@ fn webhook(name: &str, path: &str, env: &dyn Env, warnings: &mut Vec<String>) ->
         "generic" | "generic_api" => match env.get("GENERIC_LOGGER_ENDPOINT").filter(|u| !u.is_empty()) {
             Some(url) => Some(Webhook {
                 url,
-                headers: env.get("GENERIC_LOGGER_HEADERS").map(|h| headers(&h)).unwrap_or_default(),
+                headers: env
+                    .get("GENERIC_LOGGER_HEADERS")
+                    .map(|h| headers(&h))
+                    .unwrap_or_default(),
             }),
             None => {
                 warnings.push(format!("{path}: {name:?} needs GENERIC_LOGGER_ENDPOINT; ignored"));
@@ -271,9 +274,14 @@ pub fn alerting(f: &mut Fields, env: &dyn Env, warnings: &mut Vec<String>) -> Op
                 other => scalar_string(other).into_iter().collect(),
             };
             let list: Vec<String> = list.into_iter().filter(|u| !u.is_empty()).collect();
-            if let Some(bad) = list.iter().find(|u| !u.starts_with("http://") && !u.starts_with("https://")) {
-                f.errors_mut()
-                    .push((format!("{base}.{name}"), format!("expected http(s) URLs, found {bad:?}")));
+            if let Some(bad) = list
+                .iter()
+                .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+            {
+                f.errors_mut().push((
+                    format!("{base}.{name}"),
+                    format!("expected http(s) URLs, found {bad:?}"),
+                ));
                 continue;
             }
             match AlertType::parse(&name) {
@@ -320,7 +328,10 @@ pub fn alerting(f: &mut Fields, env: &dyn Env, warnings: &mut Vec<String>) -> Op
         }
         if let Some(r) = a.non_negative("error_rate_threshold") {
             if r > 1.0 {
-                a.error("error_rate_threshold", format!("is a fraction between 0 and 1, found {r}"));
+                a.error(
+                    "error_rate_threshold",
+                    format!("is a fraction between 0 and 1, found {r}"),
+                );
             }
             s.error_rate = r;
         }

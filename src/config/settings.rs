@@ -346,6 +346,12 @@ pub fn litellm(
     if f.take("set_verbose").is_some() {
         warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
     }
+    // Prompts and completions are never logged nor sent to callbacks: `true` is what we do.
+    if f.bool("turn_off_message_logging") == Some(false) {
+        warnings.push(
+            "litellm_settings.turn_off_message_logging: prompts and completions are never logged; ignored".into(),
+        );
+    }
     let callbacks = super::alerting::callbacks(&mut f, env, warnings);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);

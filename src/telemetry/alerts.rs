@@ -180,7 +180,9 @@ struct ErrorWindow {
 
 impl ErrorWindow {
     fn new(window: Duration) -> Self {
-        let n = window.as_secs().clamp(1, crate::config::alerting::MAX_ERROR_WINDOW_SECS) as usize;
+        let n = window
+            .as_secs()
+            .clamp(1, crate::config::alerting::MAX_ERROR_WINDOW_SECS) as usize;
         ErrorWindow {
             buckets: (0..n).map(|_| Default::default()).collect(),
         }
@@ -207,7 +209,9 @@ impl ErrorWindow {
         self.buckets
             .iter()
             .filter(|[stamp, ..]| sec.saturating_sub(stamp.load(Relaxed)) < n)
-            .fold((0, 0), |(r, f), [_, req, fail]| (r + req.load(Relaxed), f + fail.load(Relaxed)))
+            .fold((0, 0), |(r, f), [_, req, fail]| {
+                (r + req.load(Relaxed), f + fail.load(Relaxed))
+            })
     }
 }
 
@@ -244,7 +248,12 @@ fn check_error_rate(alerts: &Alerts, now: u64) {
     if requests < s.error_min_requests || (failures as f64) < s.error_rate * requests as f64 || failures == 0 {
         return;
     }
-    let last = alerts.last_error.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
+    let last = alerts
+        .last_error
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_default();
     alerts.raise(
         AlertType::ErrorRate,
         "error_rate",
@@ -268,7 +277,8 @@ fn check_saturation(state: &AppState, alerts: &Alerts, since: &mut HashMap<usize
         let copy = DeploymentState::default();
         copy.in_flight.store(real.in_flight.load(Relaxed), Relaxed);
         copy.saturated.store(real.saturated.load(Relaxed), Relaxed);
-        copy.saturated_since_ms.store(real.saturated_since_ms.load(Relaxed), Relaxed);
+        copy.saturated_since_ms
+            .store(real.saturated_since_ms.load(Relaxed), Relaxed);
         if real.ttft_us() > 0 {
             copy.record_ttft(real.ttft_us());
         }

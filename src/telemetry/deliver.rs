@@ -35,13 +35,15 @@ impl Target {
     pub fn new(url: &str, headers: &[(String, String)]) -> Arc<Target> {
         let headers = headers
             .iter()
-            .filter_map(|(k, v)| match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
-                (Ok(k), Ok(v)) => Some((k, v)),
-                _ => {
-                    tracing::warn!(header = %k, "invalid webhook header; not sent");
-                    None
-                }
-            })
+            .filter_map(
+                |(k, v)| match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+                    (Ok(k), Ok(v)) => Some((k, v)),
+                    _ => {
+                        tracing::warn!(header = %k, "invalid webhook header; not sent");
+                        None
+                    }
+                },
+            )
             .collect();
         let origin = reqwest::Url::parse(url)
             .map(|u| u.origin().ascii_serialization())

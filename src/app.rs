@@ -46,6 +46,8 @@ pub struct AppState {
     pub observers: crate::telemetry::Observers,
     /// The response cache (`litellm_settings.cache`).
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// Callbacks and alerts (also among the observers).
+    pub hooks: crate::telemetry::Hooks,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -72,6 +74,7 @@ impl AppState {
             Arc::new(Signals::new(&config, source))
         });
         let models = ModelMap::new(&config);
+        let hooks = crate::telemetry::Hooks::start(&config, clock.clone());
         let router = RouteState::new(&config, clock);
         let store = match &config.general.database {
             Some(db) => Some(Arc::new(
@@ -92,7 +95,14 @@ impl AppState {
             store,
             ledger,
             costs: Arc::new(CostBook::new(&config)),
-            observers: crate::telemetry::Observers::new(vec![Arc::new(crate::telemetry::logs::RequestLog)]),
+            observers: crate::telemetry::Observers::new(
+                std::iter::once(
+                    Arc::new(crate::telemetry::logs::RequestLog) as Arc<dyn crate::telemetry::RequestObserver>
+                )
+                .chain(hooks.observers())
+                .collect(),
+            ),
+            hooks,
             cache: config
                 .litellm
                 .cache

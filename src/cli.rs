@@ -215,6 +215,8 @@ pub async fn serve(
         .into_iter()
         .collect();
     background.extend(crate::signals::spawn(state.clone()));
+    background.extend(crate::telemetry::alerts::spawn(state.clone()));
+    let hooks = state.hooks.clone();
     // Each SSE chunk is its own small write: without TCP_NODELAY, Nagle's algorithm holds every
     // chunk after the first until the client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {
@@ -230,6 +232,8 @@ pub async fn serve(
     if let Some(l) = ledger {
         l.shutdown(std::time::Duration::from_secs(15)).await;
     }
+    // Callbacks and alerts still queued get a moment; a receiver that is down cannot hold us.
+    hooks.flush(std::time::Duration::from_secs(5)).await;
     served
 }
 

@@ -414,14 +414,16 @@ async fn try_group(
             // A timeout is the worst latency there is (LiteLLM records a 1000 s penalty).
             dep_state.record_latency(spent.as_micros().max(1_000_000) as u64 * 10);
         }
-        cooldown::on_failure(
+        if let Some(cooled) = cooldown::on_failure(
             settings,
             &dep,
             &dep_state,
             group.deployments.len(),
             &err,
             router.now_ms(),
-        );
+        ) {
+            state.hooks.deployment_cooled(&dep, cooled, &err);
+        }
         tried.push(dep.index);
         last_failure = Some(format!("{}_failed={}", route.as_str(), err.status().as_u16()));
 

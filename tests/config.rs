@@ -233,7 +233,7 @@ fn interpolation_env_section_and_warnings() {
     );
     for w in [
         "model_list[0].litellm_params.tags: accepted but not implemented yet; ignored",
-        "litellm_settings.success_callback: accepted but not implemented yet; ignored",
+        "litellm_settings.success_callback: callback \"langfuse\" is not supported (only http(s) URLs and \"generic\"); ignored",
         "general_settings.store_model_in_db: accepted but not implemented yet; ignored",
         "guardrails: accepted but not implemented; ignored",
     ] {

@@ -5,6 +5,7 @@
 //! typed structs ([`deployment`], [`settings`]). Every error is collected with its file and path
 //! and reported together; keys we accept but do not implement yet become warnings, once each.
 
+pub mod alerting;
 pub mod cache;
 mod deployment;
 mod fields;

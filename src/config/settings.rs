@@ -115,6 +115,8 @@ pub struct LitellmSettings {
     pub json_logs: bool,
     /// The response cache (`cache: true` and `cache_params`).
     pub cache: Option<super::cache::CacheSettings>,
+    /// `success_callback` / `failure_callback` / `callbacks`: generic webhooks.
+    pub callbacks: super::alerting::Callbacks,
     /// Keys read by later stages (cache, callbacks, fallbacks), kept as written.
     pub rest: Mapping,
 }
@@ -284,6 +286,8 @@ pub struct GeneralSettings {
     pub ledger: crate::ledger::writer::LedgerSettings,
     /// The hourly price of the GPU box: local requests are charged their share of it.
     pub gpu_cost_per_hour: Option<f64>,
+    /// `alerting: ["slack"]` and its companions; `None` when alerting is off.
+    pub alerting: Option<super::alerting::AlertSettings>,
     pub rest: Mapping,
 }
 
@@ -345,6 +349,13 @@ pub fn litellm(
     if f.take("set_verbose").is_some() {
         warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
     }
+    // Prompts and completions are never logged nor sent to callbacks: `true` is what we do.
+    if f.bool("turn_off_message_logging") == Some(false) {
+        warnings.push(
+            "litellm_settings.turn_off_message_logging: prompts and completions are never logged; ignored".into(),
+        );
+    }
+    let callbacks = super::alerting::callbacks(&mut f, env, warnings);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     LitellmSettings {
@@ -354,6 +365,7 @@ pub fn litellm(
         request_timeout,
         json_logs,
         cache,
+        callbacks,
         rest,
     }
 }
@@ -518,6 +530,7 @@ pub fn general(
     }
     ledger.rows_enabled = !f.bool("disable_spend_logs").unwrap_or(false);
     let gpu_cost_per_hour = f.non_negative("gpu_cost_per_hour");
+    let alerting = super::alerting::alerting(&mut f, env, warnings);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -529,6 +542,7 @@ pub fn general(
         database_disabled,
         ledger,
         gpu_cost_per_hour,
+        alerting,
         rest,
     }
 }

@@ -195,6 +195,28 @@ if [[ "${BENCH_LEDGER:-1}" == 1 ]]; then
     fi
 fi
 
+# --- the response cache: every request a hit ------------------------------------------------------
+# The same request each time, so after the first one every answer comes from the in-process cache.
+if [[ "${BENCH_CACHE:-1}" == 1 ]]; then
+    { cat "$TMP/model-list.yaml"; printf 'litellm_settings:\n  cache: true\ngeneral_settings:\n  disable_database: true\n'; } \
+        >"$TMP/cache.yaml"
+    CA_PORT=$(bench --free-port)
+    CA_URL="http://127.0.0.1:$CA_PORT/v1/chat/completions"
+    "$BIN/switchyard" --config "$TMP/cache.yaml" --port "$CA_PORT" >"$TMP/gw-cache.log" 2>&1 &
+    CA_PID=$!
+    PIDS+=("$CA_PID")
+    bench --wait-ready --url "$CA_URL" --ready-timeout 30 >/dev/null
+    # The load generator's body, sent twice: the second answer must come from the cache.
+    CA_BODY='{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16}'
+    curl -sf -o /dev/null -H 'content-type: application/json' -d "$CA_BODY" "$CA_URL"
+    curl -sf -o /dev/null -D - -H 'content-type: application/json' -d "$CA_BODY" "$CA_URL" |
+        grep -qi 'x-switchyard-cache: hit' || echo "  WARNING: the cache bench request is not a hit" >&2
+    for c in 1 16; do
+        run "c$c" cache-hit "$CA_URL" --concurrency "$c"
+    done
+    kill "$CA_PID" 2>/dev/null || true
+fi
+
 # --- the router: a group of 4 deployments under simple-shuffle and least-busy --------------------
 # Same mock behind four entries, so only the router's choice differs from the single-deployment run.
 if [[ "${BENCH_ROUTER:-1}" == 1 ]]; then
@@ -309,6 +331,18 @@ jq -r '
         "- Anthropic /v1/messages over the OpenAI wire, c1: p50/p99 \($m.p50_us | ms) / \($m.p99_us | ms) ms vs OpenAI path \($o.p50_us | ms) / \($o.p99_us | ms) ms (translation adds \(sub($m.p50_us; $o.p50_us) | sgn) / \(sub($m.p99_us; $o.p99_us) | sgn) ms); streaming TTFT \($ms.ttft_p50_us | ms) / \($ms.ttft_p99_us | ms) ms vs \($os.ttft_p50_us | ms) / \($os.ttft_p99_us | ms) ms"
         end ),
     "",
+    ( ($r.runs | map(select(.target == "cache-hit"))) as $ch
+      | if ($ch | length) > 0 then
+        "Response cache, every request a hit (ratio = cache-hit rps / rps of the same concurrency):",
+        "",
+        "| concurrency | hit rps | hit p50/p99 ms | vs switchyard to instant upstream | vs direct to instant upstream |",
+        "|---:|---:|---:|---:|---:|",
+        ( $ch[] as $h
+          | ($s | map(select(.scenario == $h.scenario)) | first) as $o
+          | ($d | map(select(.scenario == $h.scenario)) | first) as $x
+          | "| \($h.concurrency) | \($h.rps | floor) | \($h.p50_us | ms) / \($h.p99_us | ms) | \(if $o then ($h.rps / $o.rps * 100 | round / 100 | tostring) + "x" else "-" end) | \(if $x then ($h.rps / $x.rps * 100 | round / 100 | tostring) + "x" else "-" end) |" ),
+        ""
+      else empty end ),
     ( if ($r.ledger | length) > 0 then
         "Keys, limits and the ledger (added = minus the core switchyard run of the same concurrency):",
         "",

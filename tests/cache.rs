@@ -86,8 +86,31 @@ async fn hit_miss_bypass_and_no_store() {
     assert_eq!(c, "miss", "nothing was stored");
     let (_, c, ..) = send(&gw, ask("m1", "a fresh question"), &[]).await;
     assert_eq!(c, "hit");
-    // The body's `cache` never reaches the upstream.
     assert_eq!(mock.hits(), 7);
+    // The body's `cache` never reaches the upstream.
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 7);
+    assert!(seen
+        .iter()
+        .all(|r| r.body.get("cache").is_none() && r.body.get("messages").is_some()));
+    // The Anthropic Messages path has entries of its own (the answer's shape differs).
+    let messages = json!({"model": "m1", "max_tokens": 16, "messages": user("what is 2+2")});
+    let mut bodies = Vec::new();
+    for expect in ["miss", "hit"] {
+        let r = gw
+            .client
+            .post(gw.url("/v1/messages"))
+            .json(&messages)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-switchyard-cache"], expect);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "message");
+        bodies.push(v);
+    }
+    assert_eq!(bodies[0], bodies[1]);
     gw.stop().await;
 }
 

@@ -122,10 +122,27 @@ run() { # run SCENARIO TARGET URL [bench args...]
     [[ "$errors" == 0 ]] || echo "  WARNING: $scenario -> $target: $errors errors" >&2
 }
 
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run_cpu PID SCENARIO TARGET URL [args...]: `run`, plus the gateway's CPU microseconds per
+# answered request (warm-up included): its cost independent of the load generator's limits.
+run_cpu() {
+    local pid=$1 t0 t1 hz last
+    shift
+    t0=$(cpu_ticks "$pid")
+    run "$@"
+    t1=$(cpu_ticks "$pid")
+    hz=$(getconf CLK_TCK)
+    last=$(tail -n 1 "$RUNS")
+    sed -i '$ d' "$RUNS"
+    echo "$last" | jq -c --argjson t "$((t1 - t0))" --argjson hz "$hz" \
+        '. + {cpu_us_per_request: (if .answered > 0 then ($t * 1000000 / $hz / .answered | round) else null end)}' >>"$RUNS"
+}
+
 for c in $CONCURRENCY; do
     run "c$c" direct "$MOCK_URL" --concurrency "$c"
     alive "$GW_PID" switchyard "$TMP/gateway.log"
-    run "c$c" switchyard "$GW_URL" --concurrency "$c"
+    run_cpu "$GW_PID" "c$c" switchyard "$GW_URL" --concurrency "$c"
 done
 run stream-c1 direct "$MOCK_URL" --concurrency 1 --stream
 run stream-c1 switchyard "$GW_URL" --concurrency 1 --stream
@@ -212,7 +229,7 @@ if [[ "${BENCH_CACHE:-1}" == 1 ]]; then
     curl -sf -o /dev/null -D - -H 'content-type: application/json' -d "$CA_BODY" "$CA_URL" |
         grep -qi 'x-switchyard-cache: hit' || echo "  WARNING: the cache bench request is not a hit" >&2
     for c in 1 16; do
-        run "c$c" cache-hit "$CA_URL" --concurrency "$c"
+        run_cpu "$CA_PID" "c$c" cache-hit "$CA_URL" --concurrency "$c"
     done
     kill "$CA_PID" 2>/dev/null || true
 fi
@@ -335,12 +352,12 @@ jq -r '
       | if ($ch | length) > 0 then
         "Response cache, every request a hit (ratio = cache-hit rps / rps of the same concurrency):",
         "",
-        "| concurrency | hit rps | hit p50/p99 ms | vs switchyard to instant upstream | vs direct to instant upstream |",
-        "|---:|---:|---:|---:|---:|",
+        "| concurrency | hit rps | hit p50/p99 ms | vs switchyard to instant upstream | vs direct to instant upstream | gateway CPU per request: hit / forwarded |",
+        "|---:|---:|---:|---:|---:|---:|",
         ( $ch[] as $h
           | ($s | map(select(.scenario == $h.scenario)) | first) as $o
           | ($d | map(select(.scenario == $h.scenario)) | first) as $x
-          | "| \($h.concurrency) | \($h.rps | floor) | \($h.p50_us | ms) / \($h.p99_us | ms) | \(if $o then ($h.rps / $o.rps * 100 | round / 100 | tostring) + "x" else "-" end) | \(if $x then ($h.rps / $x.rps * 100 | round / 100 | tostring) + "x" else "-" end) |" ),
+          | "| \($h.concurrency) | \($h.rps | floor) | \($h.p50_us | ms) / \($h.p99_us | ms) | \(if $o then ($h.rps / $o.rps * 100 | round / 100 | tostring) + "x" else "-" end) | \(if $x then ($h.rps / $x.rps * 100 | round / 100 | tostring) + "x" else "-" end) | \($h.cpu_us_per_request // "-") / \($o.cpu_us_per_request // "-") µs |" ),
         ""
       else empty end ),
     ( if ($r.ledger | length) > 0 then

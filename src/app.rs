@@ -44,6 +44,8 @@ pub struct AppState {
     pub costs: Arc<CostBook>,
     /// Shown every finished request: the log line, metrics, callbacks.
     pub observers: crate::telemetry::Observers,
+    /// The per-request log line (also among the observers), flushed at shutdown.
+    pub request_log: Arc<crate::telemetry::logs::RequestLog>,
     /// The response cache (`litellm_settings.cache`).
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Callbacks and alerts (also among the observers).
@@ -87,6 +89,7 @@ impl AppState {
             .as_ref()
             .map(|s| Ledger::start(s.clone(), config.general.ledger.clone()));
         let auth = Auth::new(config.general.master_key.as_deref(), directory);
+        let request_log = Arc::new(crate::telemetry::logs::RequestLog::start());
         Ok(Arc::new(AppState {
             models,
             router,
@@ -96,12 +99,11 @@ impl AppState {
             ledger,
             costs: Arc::new(CostBook::new(&config)),
             observers: crate::telemetry::Observers::new(
-                std::iter::once(
-                    Arc::new(crate::telemetry::logs::RequestLog) as Arc<dyn crate::telemetry::RequestObserver>
-                )
-                .chain(hooks.observers())
-                .collect(),
+                std::iter::once(request_log.clone() as Arc<dyn crate::telemetry::RequestObserver>)
+                    .chain(hooks.observers())
+                    .collect(),
             ),
+            request_log,
             hooks,
             cache: config
                 .litellm

@@ -217,6 +217,7 @@ pub async fn serve(
     background.extend(crate::signals::spawn(state.clone()));
     background.extend(crate::telemetry::alerts::spawn(state.clone()));
     let hooks = state.hooks.clone();
+    let request_log = state.request_log.clone();
     // Each SSE chunk is its own small write: without TCP_NODELAY, Nagle's algorithm holds every
     // chunk after the first until the client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {
@@ -234,6 +235,7 @@ pub async fn serve(
     }
     // Callbacks and alerts still queued get a moment; a receiver that is down cannot hold us.
     hooks.flush(std::time::Duration::from_secs(5)).await;
+    let _ = tokio::task::spawn_blocking(move || request_log.flush(std::time::Duration::from_secs(2))).await;
     served
 }
 

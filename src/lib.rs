@@ -17,5 +17,6 @@ pub mod routing;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
+pub mod thread;
 pub mod translate;
 pub mod types;

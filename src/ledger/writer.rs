@@ -117,7 +117,7 @@ impl Ledger {
         let spawned = std::thread::Builder::new()
             .name("switchyard-ledger".into())
             .spawn(move || {
-                background_priority();
+                crate::thread::lower_priority();
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -183,14 +183,6 @@ impl Ledger {
             }
         })
         .await;
-    }
-}
-
-/// Nice 10 for the calling thread (Linux keeps a nice value per thread; elsewhere a no-op).
-fn background_priority() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
-        tracing::debug!(error = %e, "ledger writer keeps normal priority");
     }
 }
 

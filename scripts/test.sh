@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, the Rust unit and black-box tests, then the
-# official OpenAI Python SDK against the built gateway (installed into ./.venv from PyPI).
+# official OpenAI Python SDK against the built gateway (installed into ./.venv from PyPI), the
+# README's Python recipes, and the Dockerfile, compose file and shipping scripts linted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,17 @@ fi
 echo "== cargo test"
 cargo test --all-targets
 
-echo "== Python SDK tests"
+echo "== npm linters (dclint for docker-compose.gpu.yml)"
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/lint --silent --no-audit --no-fund
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI requires npm (for dclint)" >&2
+  exit 1
+else
+  skipped+=("dclint (npm not installed)")
+fi
+
+echo "== Python SDK tests, README recipes, deployment-file lints"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -37,6 +37,18 @@ fi
 echo "== cargo test"
 cargo test --all-targets
 
+# CI also builds what ships (the release binary: LTO, stripped) and checks every example config
+# with it; locally this is left out because the release build takes minutes.
+if [ "${CI:-}" = "true" ]; then
+  echo "== release build and switchyard check on config/"
+  cargo build --release --locked --quiet --bin switchyard
+  ls -l target/release/switchyard
+  for f in config/*.yaml; do
+    target/release/switchyard check --config "$f" >/dev/null
+    echo "ok $f"
+  done
+fi
+
 echo "== npm linters (dclint for docker-compose.gpu.yml)"
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/lint --silent --no-audit --no-fund

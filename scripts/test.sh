@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, the Rust unit and black-box tests, then the
-# official OpenAI Python SDK against the built gateway (installed into ./.venv from PyPI).
+# official OpenAI Python SDK against the built gateway (installed into ./.venv from PyPI), the
+# README's Python recipes, and the Dockerfile, compose file and shipping scripts linted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,29 @@ fi
 echo "== cargo test"
 cargo test --all-targets
 
-echo "== Python SDK tests"
+# CI also builds what ships (the release binary: LTO, stripped) and checks every example config
+# with it; locally this is left out because the release build takes minutes.
+if [ "${CI:-}" = "true" ]; then
+  echo "== release build and switchyard check on config/"
+  cargo build --release --locked --quiet --bin switchyard
+  ls -l target/release/switchyard
+  for f in config/*.yaml; do
+    target/release/switchyard check --config "$f" >/dev/null
+    echo "ok $f"
+  done
+fi
+
+echo "== npm linters (dclint for docker-compose.gpu.yml)"
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/lint --silent --no-audit --no-fund
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI requires npm (for dclint)" >&2
+  exit 1
+else
+  skipped+=("dclint (npm not installed)")
+fi
+
+echo "== Python SDK tests, README recipes, deployment-file lints"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -20,6 +20,7 @@ use crate::routing::{ModelMap, Router as RouteState};
 use crate::signals::gpu::GpuSource;
 use crate::signals::Signals;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub costs: Arc<CostBook>,
     /// Shown every finished request: the log line, metrics, callbacks.
     pub observers: crate::telemetry::Observers,
+    /// The Prometheus series (also one of the observers).
+    pub metrics: Arc<Metrics>,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -82,6 +85,7 @@ impl AppState {
             .as_ref()
             .map(|s| Ledger::start(s.clone(), config.general.ledger.clone()));
         let auth = Auth::new(config.general.master_key.as_deref(), directory);
+        let metrics = Arc::new(Metrics::new(&config)?);
         Ok(Arc::new(AppState {
             models,
             router,
@@ -90,7 +94,11 @@ impl AppState {
             store,
             ledger,
             costs: Arc::new(CostBook::new(&config)),
-            observers: crate::telemetry::Observers::new(vec![Arc::new(crate::telemetry::logs::RequestLog)]),
+            observers: crate::telemetry::Observers::new(vec![
+                Arc::new(crate::telemetry::logs::RequestLog),
+                metrics.clone(),
+            ]),
+            metrics,
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -149,10 +157,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/savings", get(api::spend::savings))
         .route("/v1/model/info", get(api::admin::model_info))
         .route("/", get(api::health::root));
+    // With its own port, /metrics is served there only (`metrics_router`).
+    let health = if state.config.general.metrics_port.is_none() {
+        health.merge(metrics_routes())
+    } else {
+        health
+    };
     openai
         .merge(health)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+fn metrics_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/metrics", get(api::metrics::scrape))
+        .route("/metrics/", get(api::metrics::scrape))
+}
+
+/// `/metrics` alone, for `general_settings.metrics_port`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    metrics_routes()
+        .fallback(api::not_found)
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }

@@ -113,6 +113,8 @@ pub struct LitellmSettings {
     pub num_retries: u32,
     pub request_timeout: Duration,
     pub json_logs: bool,
+    /// `require_auth_for_metrics_endpoint`: `/metrics` answers only the master key.
+    pub require_auth_for_metrics: bool,
     /// Keys read by later stages (cache, callbacks, fallbacks), kept as written.
     pub rest: Mapping,
 }
@@ -282,6 +284,8 @@ pub struct GeneralSettings {
     pub ledger: crate::ledger::writer::LedgerSettings,
     /// The hourly price of the GPU box: local requests are charged their share of it.
     pub gpu_cost_per_hour: Option<f64>,
+    /// Serve `/metrics` on this port (same host as the main listener) instead of the main port.
+    pub metrics_port: Option<u16>,
     pub rest: Mapping,
 }
 
@@ -320,6 +324,8 @@ fn not_implemented(paths: Vec<String>, warnings: &mut Vec<String>) {
 }
 
 pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Vec<String>) -> LitellmSettings {
+    let mut map = map;
+    crate::telemetry::metrics::accept_prometheus_callbacks(&mut map);
     let mut f = Fields::new(map, "litellm_settings", errs);
     let mut router_keys = Mapping::new();
     for k in ROUTER_KEYS_IN_LITELLM {
@@ -333,6 +339,7 @@ pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Ve
         .seconds("request_timeout")
         .unwrap_or(Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT));
     let json_logs = f.bool("json_logs").unwrap_or(false);
+    let require_auth_for_metrics = f.bool("require_auth_for_metrics_endpoint").unwrap_or(false);
     // LiteLLM's debug switches have no meaning here: log levels come from RUST_LOG.
     if f.take("set_verbose").is_some() {
         warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
@@ -345,6 +352,7 @@ pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Ve
         num_retries,
         request_timeout,
         json_logs,
+        require_auth_for_metrics,
         rest,
     }
 }
@@ -509,6 +517,16 @@ pub fn general(
     }
     ledger.rows_enabled = !f.bool("disable_spend_logs").unwrap_or(false);
     let gpu_cost_per_hour = f.non_negative("gpu_cost_per_hour");
+    let metrics_port = f.u64("metrics_port").and_then(|p| match u16::try_from(p) {
+        Ok(p) if p > 0 => Some(p),
+        _ => {
+            f.error(
+                "metrics_port",
+                format!("expected a port number between 1 and 65535, found {p}"),
+            );
+            None
+        }
+    });
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -520,6 +538,7 @@ pub fn general(
         database_disabled,
         ledger,
         gpu_cost_per_hour,
+        metrics_port,
         rest,
     }
 }

@@ -6,6 +6,7 @@
 //! ledger. Observers run on the request's task: they must only count, format or `try_send`.
 
 pub mod logs;
+pub mod metrics;
 
 use crate::store::spend::SpendRow;
 use std::sync::Arc;

@@ -323,8 +323,7 @@ fn not_implemented(paths: Vec<String>, warnings: &mut Vec<String>) {
     }
 }
 
-pub fn litellm(map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Vec<String>) -> LitellmSettings {
-    let mut map = map;
+pub fn litellm(mut map: Mapping, errs: &mut Vec<(String, String)>, warnings: &mut Vec<String>) -> LitellmSettings {
     crate::telemetry::metrics::accept_prometheus_callbacks(&mut map);
     let mut f = Fields::new(map, "litellm_settings", errs);
     let mut router_keys = Mapping::new();

@@ -150,8 +150,8 @@ pub struct Metrics {
     scrape: Mutex<()>,
 }
 
-/// Registers families on one registry; the first error is kept (names are fixed, so any error
-/// is a bug that `Metrics::new`'s test catches).
+/// Registers families on one registry; the first error is kept (names and labels are fixed, so
+/// an error is a bug, caught at start by every test that builds a gateway).
 struct Builder {
     registry: Registry,
     error: Option<prometheus::Error>,

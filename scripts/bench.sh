@@ -16,6 +16,8 @@
 #
 # Env: BENCH_SECS (5), BENCH_WARMUP (1), BENCH_CONCURRENCY ("1 16 64"), BENCH_THREADS (1, the
 # load generator's threads), BENCH_NO_BUILD=1 (use the binaries as they are), BENCH_LEDGER (1),
+# BENCH_ROUTER (1), BENCH_METRICS (1: p99 with /metrics scraped every 100 ms during the load, at
+# BENCH_METRICS_CONCURRENCY, 16, in BENCH_METRICS_PASSES pairs, 3),
 # BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test; needs psql for the scratch schema).
 set -euo pipefail
 
@@ -257,6 +259,36 @@ if [[ "${BENCH_ROUTER:-1}" == 1 ]]; then
     done
 fi
 
+# --- /metrics scraped during load -----------------------------------------------------------------
+# The core gateway again at one concurrency, with and without /metrics scraped every 100 ms (150
+# times Prometheus' default rate) by one curl process on one kept-alive connection, as Prometheus
+# scrapes. Off and on runs alternate so drift of the shared cores hits both sides; the table
+# compares the mean p99s and shows the spread of the runs without scraping (the noise floor).
+if [[ "${BENCH_METRICS:-1}" == 1 ]]; then
+    MC=${BENCH_METRICS_CONCURRENCY:-16}
+    METRICS_URL="http://127.0.0.1:$GW_PORT/metrics"
+    curl -sf -o /dev/null "$METRICS_URL" || { echo "GET /metrics failed" >&2; exit 1; }
+    # Enough URLs for one run at 10 per second; curl stops at the end or when killed.
+    for _ in $(seq $(((SECS + WARMUP + 2) * 10))); do
+        printf 'url = "%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' "$METRICS_URL"
+    done >"$TMP/scrape.curl"
+    SCRAPES="$TMP/scrapes"
+    : >"$SCRAPES"
+    for _ in $(seq "${BENCH_METRICS_PASSES:-3}"); do
+        run "c$MC" metrics-off "$GW_URL" --concurrency "$MC"
+        # Line-buffered, so the scrapes answered are counted when the scraper is stopped.
+        stdbuf -oL curl -s --rate 10/s -K "$TMP/scrape.curl" >>"$SCRAPES" &
+        SCRAPER=$!
+        PIDS+=("$SCRAPER")
+        run "c$MC" metrics-on "$GW_URL" --concurrency "$MC"
+        kill "$SCRAPER" 2>/dev/null || true
+        wait "$SCRAPER" 2>/dev/null || true
+    done
+    METRICS_SCRAPES=$(grep -c '^200$' "$SCRAPES" || true)
+    echo "  /metrics answered 200 to $METRICS_SCRAPES scrapes during the metrics-on runs" >&2
+    alive "$GW_PID" switchyard "$TMP/gateway.log"
+fi
+
 # --- optional: the LiteLLM proxy, the same way ---------------------------------------------------
 # Only runs with BENCH_LITELLM=1 and an already installed .bench/litellm-venv/bin/litellm (this
 # script never installs it).
@@ -297,10 +329,11 @@ jq -s --argjson startup "$STARTUP_MS" --argjson idle "$IDLE_RSS_KB" --argjson af
     --argjson litellm "$LITELLM_JSON" --argjson secs "$SECS" --argjson warmup "$WARMUP" \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -srm)" \
     --slurpfile ledger "$LEDGER" \
+    --argjson scrapes "${METRICS_SCRAPES:-0}" \
     --argjson cores "$(nproc)" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo -)" \
     '{date: $date, host: $host, cores: $cores, commit: $commit, secs: $secs, warmup: $warmup,
       switchyard: {startup_ms: $startup, idle_rss_kb: $idle, rss_after_load_kb: $after},
-      litellm: $litellm, ledger: $ledger, runs: .}' "$RUNS" >"$RESULTS"
+      litellm: $litellm, ledger: $ledger, metrics_scrapes: $scrapes, runs: .}' "$RUNS" >"$RESULTS"
 
 # The Markdown table, from the results file.
 jq -r '
@@ -379,6 +412,14 @@ jq -r '
       | ($d | map(select(.scenario == $g.scenario)) | first) as $dd
       | "| \($g.target | ltrimstr("group4-")) | \($g.concurrency) | \($g.rps | floor) | \($g.p50_us | ms) / \($g.p99_us | ms) | \(sub($g.p50_us; $dd.p50_us) | sgn) / \(sub($g.p99_us; $dd.p99_us) | sgn) |" ),
     "",
+    ( ($r.runs | map(select(.target == "metrics-off"))) as $off
+      | ($r.runs | map(select(.target == "metrics-on"))) as $on
+      | if ($on | length) == 0 then empty else
+          ($off | map(.p99_us) | add / length) as $p0
+          | ($on | map(.p99_us) | add / length) as $p1
+          | "- /metrics scraped every 100 ms during \($on[0].scenario) (\($r.metrics_scrapes) scrapes, \($on | length) runs each way): mean p99 \($p1 | ms) ms vs \($p0 | ms) ms without (\((($p1 - $p0) / $p0 * 1000 | round) / 10 | if . >= 0 then "+" + tostring else tostring end)%), runs without scraping \($off | map(.p99_us) | min | ms) .. \($off | map(.p99_us) | max | ms) ms; rps \($on | map(.rps) | add / length | floor) vs \($off | map(.rps) | add / length | floor)",
+            ""
+        end ),
     "\($r.secs) s per run after \($r.warmup) s warm-up, \($r.cores) cores shared by load generator, mock and gateway; raw results: target/bench/results.json"
 ' "$RESULTS"
 

@@ -20,6 +20,7 @@ use crate::routing::{ModelMap, Router as RouteState};
 use crate::signals::gpu::GpuSource;
 use crate::signals::Signals;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
     /// Callbacks and alerts (also among the observers).
     pub hooks: crate::telemetry::Hooks,
+    /// The Prometheus series (also one of the observers).
+    pub metrics: Arc<Metrics>,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
 }
@@ -90,6 +93,7 @@ impl AppState {
             .map(|s| Ledger::start(s.clone(), config.general.ledger.clone()));
         let auth = Auth::new(config.general.master_key.as_deref(), directory);
         let request_log = Arc::new(crate::telemetry::logs::RequestLog::start());
+        let metrics = Arc::new(Metrics::new(&config)?);
         Ok(Arc::new(AppState {
             models,
             router,
@@ -99,9 +103,13 @@ impl AppState {
             ledger,
             costs: Arc::new(CostBook::new(&config)),
             observers: crate::telemetry::Observers::new(
-                std::iter::once(request_log.clone() as Arc<dyn crate::telemetry::RequestObserver>)
-                    .chain(hooks.observers())
-                    .collect(),
+                [
+                    request_log.clone() as Arc<dyn crate::telemetry::RequestObserver>,
+                    metrics.clone(),
+                ]
+                .into_iter()
+                .chain(hooks.observers())
+                .collect(),
             ),
             request_log,
             hooks,
@@ -110,6 +118,7 @@ impl AppState {
                 .cache
                 .clone()
                 .map(|c| Arc::new(crate::cache::ResponseCache::new(c))),
+            metrics,
             upstream: Upstream::new()?,
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -168,10 +177,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/savings", get(api::spend::savings))
         .route("/v1/model/info", get(api::admin::model_info))
         .route("/", get(api::health::root));
+    // With its own port, /metrics is served there only (`metrics_router`).
+    let health = if state.config.general.metrics_port.is_none() {
+        health.merge(metrics_routes())
+    } else {
+        health
+    };
     openai
         .merge(health)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+fn metrics_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/metrics", get(api::metrics::scrape))
+        .route("/metrics/", get(api::metrics::scrape))
+}
+
+/// `/metrics` alone, for `general_settings.metrics_port`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    metrics_routes()
+        .fallback(api::not_found)
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }

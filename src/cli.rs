@@ -211,6 +211,23 @@ pub async fn serve(
         }
     }
     let ledger = state.ledger.clone();
+    // `metrics_port`: /metrics on its own listener, on the main listener's address.
+    let metrics = match state.config.general.metrics_port {
+        Some(port) => {
+            let addr = std::net::SocketAddr::new(listener.local_addr()?.ip(), port);
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (metrics_port): {e}")))?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            let router = app::metrics_router(state.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, router).await {
+                    tracing::warn!(error = %e, "metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let mut background: Vec<_> = crate::routing::health::spawn_background(state.clone())
         .into_iter()
         .collect();
@@ -218,6 +235,7 @@ pub async fn serve(
     background.extend(crate::telemetry::alerts::spawn(state.clone()));
     let hooks = state.hooks.clone();
     let request_log = state.request_log.clone();
+    background.extend(metrics);
     // Each SSE chunk is its own small write: without TCP_NODELAY, Nagle's algorithm holds every
     // chunk after the first until the client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {

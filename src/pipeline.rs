@@ -401,6 +401,7 @@ async fn try_group(
         };
         let spent = started.elapsed();
         tally.upstream_time += spent;
+        dep_state.count_attempt(result.is_ok());
         let err = match result {
             Ok(mut outcome) => {
                 dep_state.record_latency(spent.as_micros() as u64);

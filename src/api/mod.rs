@@ -4,6 +4,7 @@ pub mod admin;
 pub mod anthropic;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod openai;
 pub mod spend;
 

@@ -174,6 +174,15 @@ impl Directory {
         Ok(())
     }
 
+    /// The keys and teams cached now (read at a `/metrics` scrape).
+    pub fn cached_keys(&self) -> Vec<Arc<KeyEntry>> {
+        self.keys.iter().map(|(_, k)| k).collect()
+    }
+
+    pub fn cached_teams(&self) -> Vec<Arc<Account>> {
+        self.teams.iter().map(|(_, a)| a).collect()
+    }
+
     pub fn key_gone(&self, token: &str) {
         self.keys.invalidate(token);
     }

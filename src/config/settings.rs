@@ -117,6 +117,8 @@ pub struct LitellmSettings {
     pub cache: Option<super::cache::CacheSettings>,
     /// `success_callback` / `failure_callback` / `callbacks`: generic webhooks.
     pub callbacks: super::alerting::Callbacks,
+    /// `require_auth_for_metrics_endpoint`: `/metrics` answers only the master key.
+    pub require_auth_for_metrics: bool,
     /// Keys read by later stages (cache, callbacks, fallbacks), kept as written.
     pub rest: Mapping,
 }
@@ -288,6 +290,8 @@ pub struct GeneralSettings {
     pub gpu_cost_per_hour: Option<f64>,
     /// `alerting: ["slack"]` and its companions; `None` when alerting is off.
     pub alerting: Option<super::alerting::AlertSettings>,
+    /// Serve `/metrics` on this port (same host as the main listener) instead of the main port.
+    pub metrics_port: Option<u16>,
     pub rest: Mapping,
 }
 
@@ -326,11 +330,12 @@ fn not_implemented(paths: Vec<String>, warnings: &mut Vec<String>) {
 }
 
 pub fn litellm(
-    map: Mapping,
+    mut map: Mapping,
     env: &dyn Env,
     errs: &mut Vec<(String, String)>,
     warnings: &mut Vec<String>,
 ) -> LitellmSettings {
+    crate::telemetry::metrics::accept_prometheus_callbacks(&mut map);
     let mut f = Fields::new(map, "litellm_settings", errs);
     let mut router_keys = Mapping::new();
     for k in ROUTER_KEYS_IN_LITELLM {
@@ -345,6 +350,7 @@ pub fn litellm(
         .unwrap_or(Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT));
     let json_logs = f.bool("json_logs").unwrap_or(false);
     let cache = super::cache::parse(&mut f, env, warnings);
+    let require_auth_for_metrics = f.bool("require_auth_for_metrics_endpoint").unwrap_or(false);
     // LiteLLM's debug switches have no meaning here: log levels come from RUST_LOG.
     if f.take("set_verbose").is_some() {
         warnings.push("litellm_settings.set_verbose: ignored; set RUST_LOG=debug for verbose logs".into());
@@ -366,6 +372,7 @@ pub fn litellm(
         json_logs,
         cache,
         callbacks,
+        require_auth_for_metrics,
         rest,
     }
 }
@@ -531,6 +538,16 @@ pub fn general(
     ledger.rows_enabled = !f.bool("disable_spend_logs").unwrap_or(false);
     let gpu_cost_per_hour = f.non_negative("gpu_cost_per_hour");
     let alerting = super::alerting::alerting(&mut f, env, warnings);
+    let metrics_port = f.u64("metrics_port").and_then(|p| match u16::try_from(p) {
+        Ok(p) if p > 0 => Some(p),
+        _ => {
+            f.error(
+                "metrics_port",
+                format!("expected a port number between 1 and 65535, found {p}"),
+            );
+            None
+        }
+    });
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -543,6 +560,7 @@ pub fn general(
         ledger,
         gpu_cost_per_hour,
         alerting,
+        metrics_port,
         rest,
     }
 }

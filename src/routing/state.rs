@@ -29,6 +29,10 @@ pub struct DeploymentState {
     pub saturated: AtomicBool,
     pub saturated_since_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Since start, for `/metrics`: answered and failed attempts, and cooldowns entered.
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    cooldowns: AtomicU64,
 }
 
 /// EWMA weight of a new latency sample.
@@ -120,6 +124,26 @@ impl DeploymentState {
     pub fn cool_until(&self, until_ms: u64) {
         self.cooled_until_ms.fetch_max(until_ms, Relaxed);
         self.fails_in_window.store(0, Relaxed);
+        self.cooldowns.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one attempt's outcome (every try, retries included).
+    pub fn count_attempt(&self, ok: bool) {
+        if ok { &self.succeeded } else { &self.failed }.fetch_add(1, Relaxed);
+    }
+
+    /// (succeeded, failed, cooldowns) since start.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.succeeded.load(Relaxed),
+            self.failed.load(Relaxed),
+            self.cooldowns.load(Relaxed),
+        )
+    }
+
+    pub fn failures_this_minute(&self, now_ms: u64) -> u64 {
+        self.roll_minute(now_ms);
+        self.failures_this_minute.load(Relaxed)
     }
 
     pub fn is_cooled(&self, now_ms: u64) -> bool {

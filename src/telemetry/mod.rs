@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod callbacks;
 pub mod deliver;
 pub mod logs;
+pub mod metrics;
 
 use crate::config::{Config, Deployment};
 use crate::error::GatewayError;

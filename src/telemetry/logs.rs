@@ -77,6 +77,8 @@ struct Line {
 
 /// Lines waiting for the log thread.
 const QUEUE: usize = 16 * 1024;
+/// How often a busy log thread collects lines.
+const POLL: Duration = Duration::from_millis(20);
 
 impl RequestLog {
     pub fn start() -> RequestLog {
@@ -152,10 +154,27 @@ fn write_lines(rx: std::sync::mpsc::Receiver<Msg>, json: Option<bool>) {
     use std::io::Write;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut acks = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
+    let mut busy = false;
+    loop {
+        // Under load, collect every POLL instead of being woken for each line: a wake-up per
+        // request (a futex call and a context switch) cost the gateway more than the line itself.
+        let first = if busy {
+            std::thread::sleep(POLL);
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        };
+        busy = first.is_some();
+        let mut next = first;
         // Format what is waiting (bounded), then write it in one go.
-        for _ in 0..1024 {
+        for _ in 0..QUEUE {
             let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) else {
                 break;
             };

@@ -606,9 +606,17 @@ async fn database_going_away_and_back_fails_no_request_and_loses_or_doubles_no_r
             assert_eq!(r.status(), 503);
             let body: Value = r.json().await.unwrap();
             assert!(body["error"]["message"].is_string(), "{body}");
-            // 160 rows against a 40-row memory buffer: the overflow is on disk.
-            let spilled = std::fs::read_to_string(&spill).unwrap_or_default();
-            assert!(spilled.lines().count() > 0, "nothing spilled during the outage");
+            // 160 rows against a 40-row memory buffer: the overflow goes to disk once the
+            // writer's attempt has failed (a connect gives up after 3 s).
+            let mut spilled = 0;
+            for _ in 0..100 {
+                spilled = std::fs::read_to_string(&spill).unwrap_or_default().lines().count();
+                if spilled > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(spilled > 0, "nothing spilled during the outage");
         } else {
             // Hold the lock past the busy timeout so the writer's attempt fails and is retried.
             tokio::time::sleep(Duration::from_millis(5500)).await;

@@ -90,6 +90,8 @@ pub struct Ledger {
 /// Room in the channel between requests and the writer; the writer drains it continuously.
 const CHANNEL: usize = 16_384;
 const RETRY_MIN: Duration = Duration::from_millis(200);
+/// How often a busy writer collects rows.
+const POLL: Duration = Duration::from_millis(20);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Ledger {
@@ -208,36 +210,54 @@ impl Writer {
         let mut tick = tokio::time::interval(self.settings.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy = true;
+        let mut busy = false;
         loop {
-            tokio::select! {
-                op = self.rx.recv() => match op {
-                    Some(op) => {
-                        self.accept(op);
-                        self.take_in();
-                        if healthy && self.waiting.is_empty() && self.rows_queued >= self.settings.batch_size {
-                            healthy = self.drain(false).await;
-                        }
-                        if !self.waiting.is_empty() {
-                            healthy = self.settle_or_spill().await;
-                        }
-                        if self.stop {
-                            self.settle_or_spill().await;
-                            return;
-                        }
-                    }
-                    None => {
-                        self.settle_or_spill().await;
-                        return;
-                    }
-                },
-                _ = tick.tick() => {
-                    healthy = self.settle().await;
-                    if healthy {
-                        self.reingest_spill().await;
-                    } else {
-                        tick.reset_after(self.retry);
-                    }
+            // Idle, the first row wakes the writer; under load it collects every POLL instead,
+            // since a wake-up per row (a futex call and a context switch) costs the requests more
+            // than the row itself.
+            let mut ticked = false;
+            let mut closed = false;
+            let mut received = false;
+            if busy {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tick.tick() => ticked = true,
                 }
+            } else {
+                tokio::select! {
+                    op = self.rx.recv() => match op {
+                        Some(op) => {
+                            self.accept(op);
+                            received = true;
+                        }
+                        None => closed = true,
+                    },
+                    _ = tick.tick() => ticked = true,
+                }
+            }
+            let (taken, disconnected) = self.take_in();
+            busy = taken > 0 || received;
+            if closed || disconnected {
+                self.settle_or_spill().await;
+                return;
+            }
+            if ticked {
+                healthy = self.settle().await;
+                if healthy {
+                    self.reingest_spill().await;
+                } else {
+                    tick.reset_after(self.retry);
+                }
+            }
+            if healthy && self.waiting.is_empty() && self.rows_queued >= self.settings.batch_size {
+                healthy = self.drain(false).await;
+            }
+            if !self.waiting.is_empty() {
+                healthy = self.settle_or_spill().await;
+            }
+            if self.stop {
+                self.settle_or_spill().await;
+                return;
             }
         }
     }
@@ -267,13 +287,16 @@ impl Writer {
 
     /// Moves whatever waits in the channel into the queue without waiting, so the channel stays
     /// nearly empty while batches are written and a request's `try_send` never finds it full.
-    fn take_in(&mut self) {
-        for _ in 0..CHANNEL {
+    /// Returns how many it took, and whether every sender is gone.
+    fn take_in(&mut self) -> (usize, bool) {
+        for n in 0..CHANNEL {
             match self.rx.try_recv() {
                 Ok(op) => self.accept(op),
-                Err(_) => return,
+                Err(mpsc::error::TryRecvError::Empty) => return (n, false),
+                Err(mpsc::error::TryRecvError::Disconnected) => return (n, true),
             }
         }
+        (CHANNEL, false)
     }
 
     /// Queues a row, a reset or a flush request.

@@ -111,6 +111,22 @@ async fn hit_miss_bypass_and_no_store() {
         bodies.push(v);
     }
     assert_eq!(bodies[0], bodies[1]);
+    // Hits are counted in LiteLLM's cache metric: 2 on the chat path above, 1 on the Messages path.
+    let text = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("litellm_cache_hits_metric_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(hits, 3.0, "{text}");
     gw.stop().await;
 }
 

@@ -446,8 +446,17 @@ async fn own_port_and_master_key_for_metrics() {
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     let s = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    // A request refused before it was read (no key) is not metered, as in LiteLLM.
-    assert_eq!(get(&s, "litellm_proxy_total_requests_metric_total", &[]), 1.0);
+    // A request refused before it was read (no key) counts as a failed request, without a
+    // caller or a model.
+    assert_eq!(get(&s, "litellm_proxy_total_requests_metric_total", &[]), 2.0);
+    assert_eq!(
+        get(
+            &s,
+            "litellm_proxy_failed_requests_metric_total",
+            &[("exception_status", "401"), ("requested_model", "")]
+        ),
+        1.0
+    );
     assert_eq!(
         get(
             &s,

@@ -196,6 +196,7 @@ pub async fn handle(
         Err(err) => {
             if !observed {
                 tracing::info!(request_id = %ctx.id, status = err.status().as_u16(), error = %err, "request refused");
+                state.metrics.refused(err.status().as_u16());
             }
             err.into_response_in(dialect)
         }

@@ -419,6 +419,18 @@ impl Metrics {
     }
 
     /// The text exposition of every series, scrape-time ones read now.
+    /// A request refused before its body was read (a missing or wrong key, a body over the
+    /// limit): no caller, no model; counted so that refusals, brute-force attempts included,
+    /// show in the failure series.
+    pub fn refused(&self, status: u16) {
+        let status_s = status.to_string();
+        let caller = ["", "", "", "", "", ""];
+        let [c0, c1, c2, c3, c4, c5] = caller;
+        inc(&self.proxy_requests, &[c0, c1, c2, c3, c4, c5, "", &status_s], 1);
+        let l = [c0, c1, c2, c3, c4, c5, "", &status_s, exception_class(status)];
+        inc(&self.proxy_failed, &l, 1);
+    }
+
     pub fn render(&self, state: &AppState) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.read_deployments(state);
@@ -656,6 +668,10 @@ impl RequestObserver for Metrics {
         let latency = r.latency_ms / 1000.0;
         let with_requested = [c0, c1, c2, c3, c4, c5, requested, model];
         observe(&self.total_latency, &with_requested, latency);
+        // A cache hit has no deployment: it is counted here, not as an LLM call below.
+        if r.cache_hit {
+            inc(&self.cache_hits, &with_model, 1);
+        }
         if !served {
             return;
         }
@@ -668,9 +684,6 @@ impl RequestObserver for Metrics {
         observe(&self.llm_api_latency, &with_requested, latency);
         if let Some(ttft) = r.ttft_ms {
             observe(&self.ttft, &with_model, ttft / 1000.0);
-        }
-        if r.cache_hit {
-            inc(&self.cache_hits, &with_model, 1);
         }
         add_usd(&self.cloud_equivalent, &[requested, route], r.cloud_equivalent);
         if route == "local" {

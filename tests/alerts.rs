@@ -281,16 +281,9 @@ async fn budget_alerts_at_80_and_100_percent_and_records_carry_the_keys_alias_no
         rx.url("/records"),
     );
     let gw = spawn_with_env(&yaml, &[("SLACK_WEBHOOK_URL", &rx.url("/slack"))]).await;
-    let r = gw
-        .client
-        .post(gw.url("/key/generate"))
-        .bearer_auth(MASTER)
-        .json(&json!({"key_alias": "budget-bot", "max_budget": 0.1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let key = gw
+        .generate_key(MASTER, json!({"key_alias": "budget-bot", "max_budget": 0.1}))
+        .await;
     // Each request costs a few cents: spend until the key is refused (bounded).
     let mut refused = false;
     for _ in 0..50 {

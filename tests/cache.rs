@@ -210,20 +210,7 @@ async fn tenants_only_get_answers_for_models_they_may_use_and_hits_cost_nothing(
         "      api_key: sk-upstream-secret\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\n",
     );
     let gw = spawn(&yaml).await;
-    let key = |models: Value| {
-        let gw = &gw;
-        async move {
-            let r = gw
-                .client
-                .post(gw.url("/key/generate"))
-                .bearer_auth(MASTER)
-                .json(&json!({"models": models}))
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string()
-        }
-    };
+    let key = |models: Value| gw.generate_key(MASTER, json!({ "models": models }));
     let (a, b, c) = (
         key(json!(["m1"])).await,
         key(json!(["m2"])).await,

@@ -73,13 +73,7 @@ async fn mocks() -> (MockUpstream, MockUpstream) {
 }
 
 async fn admin(gw: &Gateway, path: &str, body: Value) -> reqwest::Response {
-    gw.client
-        .post(gw.url(path))
-        .bearer_auth(MASTER)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    gw.admin_post(MASTER, path, body).await
 }
 
 async fn admin_get(gw: &Gateway, path: &str) -> Value {
@@ -99,9 +93,7 @@ async fn chat_as(gw: &Gateway, key: &str, model: &str) -> reqwest::Response {
 }
 
 async fn new_key(gw: &Gateway, body: Value) -> String {
-    let r = admin(gw, "/key/generate", body).await;
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string()
+    gw.generate_key(MASTER, body).await
 }
 
 /// Polls `/spend/logs` until `n` rows are there (the ledger writes in batches).

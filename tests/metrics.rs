@@ -347,14 +347,12 @@ general_settings:
             .status(),
         200
     );
-    let r = admin(
-        "/key/generate",
-        json!({"key_alias": "metrics-key", "max_budget": 10, "team_id": "t1"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 200);
-    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let key = gw
+        .generate_key(
+            MASTER,
+            json!({"key_alias": "metrics-key", "max_budget": 10, "team_id": "t1"}),
+        )
+        .await;
     for _ in 0..2 {
         let r = gw
             .client

@@ -51,6 +51,25 @@ impl Gateway {
     pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
         self.post("/v1/chat/completions", body).await
     }
+
+    /// POSTs `body` to an admin route with the master key.
+    pub async fn admin_post(&self, master: &str, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(master)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway reachable")
+    }
+
+    /// A new virtual key (`/key/generate` with `body`); the call must succeed.
+    pub async fn generate_key(&self, master: &str, body: serde_json::Value) -> String {
+        let r = self.admin_post(master, "/key/generate", body).await;
+        assert_eq!(r.status(), 200, "/key/generate");
+        let v: serde_json::Value = r.json().await.expect("json");
+        v["key"].as_str().expect("a key").to_string()
+    }
 }
 
 /// Loads `yaml` (with `env` as the only environment) and serves it.

@@ -84,6 +84,7 @@ pub async fn handle(
     // Set once the meter has shown the failure to the observers (their line replaces ours).
     let mut observed = false;
     let mut cached: Option<CachePlan> = None;
+    let mut hit = false;
     let result = async {
         let caller = state.auth.authenticate(&parts.headers).await?;
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
@@ -192,7 +193,10 @@ pub async fn handle(
             }
             respond(outcome, &ctx)
         }
-        Ok(Answer::Cached(entry)) => respond_cached(&entry, &ctx),
+        Ok(Answer::Cached(entry)) => {
+            hit = true;
+            respond_cached(&entry, &ctx)
+        }
         Err(err) => {
             if !observed {
                 tracing::info!(request_id = %ctx.id, status = err.status().as_u16(), error = %err, "request refused");
@@ -209,7 +213,7 @@ pub async fn handle(
         let h = resp.headers_mut();
         let state = if !ok {
             None
-        } else if h.get("x-switchyard-route").is_some_and(|v| v == "cache") {
+        } else if hit {
             Some("hit")
         } else if plan.controls.read || plan.controls.write {
             Some("miss")
@@ -268,7 +272,7 @@ fn store_in_cache(mut outcome: Outcome, cache: &Arc<cache::ResponseCache>, plan:
         content_type,
         model_group: outcome.deployment.model_name.clone(),
         tokens,
-        created_ms: cache::now_ms(),
+        created_ms: crate::store::now_ms(),
         ttl,
     };
     outcome.payload = match outcome.payload {

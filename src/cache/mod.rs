@@ -18,9 +18,10 @@ mod redis;
 
 use crate::config::cache::{Backend, CacheSettings};
 use crate::ledger::cost::Tokens;
+use crate::store::now_ms;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// One cached response, exactly as the client received it.
 #[derive(Debug, Clone)]
@@ -118,10 +119,4 @@ fn sync_name(t: &str) -> &str {
     t.strip_prefix('a')
         .filter(|r| ["completion", "text_completion", "embedding", "transcription"].contains(r))
         .unwrap_or(t)
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

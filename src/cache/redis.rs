@@ -7,8 +7,9 @@
 //! left alone for [`RETRY_AFTER_MS`]. Writes run in the background, at most [`MAX_PENDING`] at
 //! once (more are skipped), so a slow Redis never slows a response.
 
-use super::{now_ms, Entry};
+use super::Entry;
 use crate::ledger::cost::Tokens;
+use crate::store::now_ms;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;

@@ -454,6 +454,11 @@ fn async_stream(
                 return None;
             }
             if cut_after == Some(i) {
+                if i > 0 {
+                    // Let the events before the cut reach the wire: hyper drops what it still
+                    // buffers when a body fails, which would make this a cut before the first byte.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 return Some((Err(std::io::Error::other("mock: connection cut")), i + n + 2));
             }
             if end_early == Some(i) {

@@ -7,8 +7,10 @@
 //!    stream counts as started only once its first chunk arrived, so a stream that fails before
 //!    that is retried like any other failure;
 //! 4. on failure: record it (cooldowns), retry (another deployment at once when one is left,
-//!    else the same after a backoff honouring `Retry-After`) up to the retry policy, then move to
-//!    the fallback groups;
+//!    else the same after a backoff honouring `Retry-After`; none when every deployment is
+//!    cooling) up to the retry policy, then move to the fallback groups. A stream that fails
+//!    after its first chunk cannot fail over, but it is recorded the same way when it ends
+//!    (`routing::report`), so the next requests avoid its deployment;
 //! 5. hand back the body (whole, or as a relay stream) with what the response headers report.
 //!
 //! Limits, cache and the spend record slot in before step 1 and after step 5.
@@ -19,8 +21,9 @@ use crate::error::{Dialect, ErrorClass, GatewayError};
 use crate::providers::spec::Wire;
 use crate::providers::{openai, sse};
 use crate::routing::local_first::{self, Route};
-use crate::routing::state::InFlight;
-use crate::routing::{balance, cooldown, fallback, Group};
+use crate::routing::report::Reporter;
+use crate::routing::state::{InFlight, Probe};
+use crate::routing::{balance, fallback, Group};
 use crate::translate::{self, anthropic};
 use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
 use axum::body::Body;
@@ -147,6 +150,8 @@ pub struct Outcome {
     /// Where it was served and, under local-first, why there.
     pub route: Option<Route>,
     pub reason: Option<String>,
+    /// For a relayed stream: filled if it fails after its first chunk (the spend row's status).
+    pub fault: Option<sse::Fault>,
 }
 
 const INITIAL_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -384,6 +389,20 @@ async fn try_group(
 
         dep_state.start(router.now_ms(), est_tokens);
         let guard = InFlight(dep_state.clone());
+        // A half-open deployment lets one request through at a time: this one, if it claims it.
+        let probe = dep_state.begin_probe(router.now_ms());
+        // Held until the attempt's verdict is recorded (a committed stream takes it along).
+        let mut report = Some((
+            Reporter::new(
+                state.config.clone(),
+                router.clock.clone(),
+                state.hooks.clone(),
+                dep.clone(),
+                dep_state.clone(),
+                group.deployments.len(),
+            ),
+            probe,
+        ));
         let started = Instant::now();
         let result = if mock_fail {
             Err(GatewayError::Upstream {
@@ -397,13 +416,16 @@ async fn try_group(
         } else if let Some(text) = opts.mock_response.as_ref().or(dep.mock_response.as_ref()) {
             Ok(mock_outcome(&dep, call, text, dialect))
         } else {
-            attempt(state, req, &dep, guard).await
+            attempt(state, req, &dep, guard, &mut report).await
         };
         let spent = started.elapsed();
         tally.upstream_time += spent;
-        dep_state.count_attempt(result.is_ok());
         let err = match result {
             Ok(mut outcome) => {
+                // A relayed stream reports how it went when it ends; anything else has ended.
+                if outcome.fault.is_none() {
+                    dep_state.succeeded(router.now_ms());
+                }
                 dep_state.record_latency(spent.as_micros() as u64);
                 outcome.route = Some(route);
                 outcome.reason = reason;
@@ -415,15 +437,9 @@ async fn try_group(
             // A timeout is the worst latency there is (LiteLLM records a 1000 s penalty).
             dep_state.record_latency(spent.as_micros().max(1_000_000) as u64 * 10);
         }
-        if let Some(cooled) = cooldown::on_failure(
-            settings,
-            &dep,
-            &dep_state,
-            group.deployments.len(),
-            &err,
-            router.now_ms(),
-        ) {
-            state.hooks.deployment_cooled(&dep, cooled, &err);
+        if let Some((reporter, probe)) = report.take() {
+            reporter.failure(&err);
+            drop(probe);
         }
         tried.push(dep.index);
         last_failure = Some(format!("{}_failed={}", route.as_str(), err.status().as_u16()));
@@ -448,10 +464,12 @@ async fn try_group(
         tally.retries += 1;
         tracing::debug!(request_id, deployment = %dep.label(), error = %err, "retrying");
         // Immediate when another deployment is ready; else back off before the same ones again.
-        let another = router
-            .eligible(settings, group, &tried, est_tokens)
-            .map(|e| e.fresh)
-            .unwrap_or(false);
+        // With every deployment cooling (this failure may have opened the last breaker) there is
+        // nothing to wait for: this error goes on to the fallbacks, or to the client.
+        let another = match router.eligible(settings, group, &tried, est_tokens) {
+            Ok(e) => e.fresh,
+            Err(_) => return Err(err),
+        };
         if !another {
             let backoff = INITIAL_RETRY_DELAY
                 .saturating_mul(1 << (retries_here - 1).min(8))
@@ -469,11 +487,15 @@ async fn try_group(
     }
 }
 
+/// One try on `dep`. A whole answer is read here; a stream is handed on after its first chunk,
+/// with `guard` and `report` (how it ended goes to the deployment's record, then the probe, if
+/// any, is released).
 async fn attempt(
     state: &AppState,
     req: &Req<'_>,
     dep: &Arc<Deployment>,
     guard: InFlight,
+    report: &mut Option<(Reporter, Option<Probe>)>,
 ) -> Result<Outcome, GatewayError> {
     let (call, ctx) = (req.call, req.ctx);
     let (request_id, dialect) = (ctx.request_id, ctx.dialect);
@@ -501,7 +523,7 @@ async fn attempt(
         .await?;
     let to_client = Translation::between(wire, dialect);
     let content_type = reply.response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let payload = if stream {
+    let (payload, fault) = if stream {
         // The stream is committed only once its first chunk is here: until then, a failure can
         // still go to another deployment without the client seeing anything.
         let mut upstream = to_client.stream(reply.response.bytes_stream(), call);
@@ -529,8 +551,28 @@ async fn attempt(
             }
         };
         let rest = futures_util::stream::once(async move { Ok(first) }).chain(upstream);
-        let relay = sse::relay(rest, timeout, dep.label(), dialect, Some(Box::new(guard)));
-        Payload::Stream(Body::from_stream(relay))
+        let fault = sse::Fault::default();
+        let slot = fault.clone();
+        let report = report.take();
+        let on_end: sse::OnEnd = Box::new(move |end| {
+            if let sse::End::Failed(e) = end {
+                slot.set(e);
+            }
+            if let Some((reporter, probe)) = report {
+                match end {
+                    sse::End::Failed(e) => {
+                        reporter.failure(e);
+                    }
+                    // A client that left proves nothing against the deployment, which was
+                    // streaming.
+                    sse::End::Finished | sse::End::ClientGone => reporter.success(),
+                }
+                drop(probe);
+            }
+            drop(guard);
+        });
+        let relay = sse::relay(rest, timeout, dep.label(), dialect, Some(on_end));
+        (Payload::Stream(Body::from_stream(relay)), Some(fault))
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);
         let bytes = match tokio::time::timeout(remaining, reply.response.bytes()).await {
@@ -549,7 +591,7 @@ async fn attempt(
             }
         }
         drop(guard);
-        Payload::Full(bytes)
+        (Payload::Full(bytes), None)
     };
     Ok(Outcome {
         deployment: dep.clone(),
@@ -560,6 +602,7 @@ async fn attempt(
         route: None,
         reason: None,
         content_type,
+        fault,
     })
 }
 
@@ -638,6 +681,7 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
         route: None,
         reason: None,
         content_type: None,
+        fault: None,
     }
 }
 

@@ -368,7 +368,14 @@ fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Diale
             Payload::Full(b)
         }
         Payload::Stream(body) => {
-            let tap = Tap::new(body.into_data_stream(), meter, served, dialect, strip);
+            let tap = Tap::new(
+                body.into_data_stream(),
+                meter,
+                served,
+                dialect,
+                strip,
+                outcome.fault.clone(),
+            );
             Payload::Stream(Body::from_stream(tap))
         }
     };

@@ -164,7 +164,9 @@ impl Meter {
 }
 
 /// Watches a client-bound SSE stream for usage and meters the request when the stream ends
-/// (finished, failed, or dropped by a client that went away). With `strip_usage`, the usage-only
+/// (finished, failed, or dropped by a client that went away). A stream whose upstream failed
+/// after the first chunk (`fault`) is recorded with the failure's status and error, not as a
+/// success. With `strip_usage`, the usage-only
 /// event the gateway asked the upstream for is kept from a client that did not ask for it.
 pub struct Tap<S> {
     inner: S,
@@ -177,11 +179,20 @@ pub struct Tap<S> {
     /// Bytes of an event not yet complete.
     partial: Vec<u8>,
     first_at: Option<f64>,
+    fault: Option<crate::providers::sse::Fault>,
 }
 
 impl<S> Tap<S> {
-    pub fn new(inner: S, meter: Meter, served: Served, dialect: Dialect, strip_usage: bool) -> Self {
+    pub fn new(
+        inner: S,
+        meter: Meter,
+        served: Served,
+        dialect: Dialect,
+        strip_usage: bool,
+        fault: Option<crate::providers::sse::Fault>,
+    ) -> Self {
         Tap {
+            fault,
             inner,
             meter: Some((meter, served)),
             tokens: Tokens::default(),
@@ -268,6 +279,10 @@ impl<S> Tap<S> {
                 t.completion = self.events.saturating_sub(2);
             }
             served.ttft_ms = self.first_at;
+            if let Some((status, error)) = self.fault.as_ref().and_then(|f| f.get()) {
+                served.status = status;
+                served.error = Some(error.to_string());
+            }
             meter.finish(served, t);
         }
     }

@@ -3,14 +3,45 @@
 //! Nothing is buffered: each upstream chunk is handed on at once. The relay watches for the
 //! stream's end marker (`data: [DONE]`, or Anthropic's `message_stop`); if the upstream fails, stalls past the idle limit, or
 //! closes without the marker, the client gets an error event in its dialect instead of a stream
-//! that silently stops.
+//! that silently stops, and the stream's watcher is told ([`End`]): the router counts it as a
+//! failure of the deployment and the meter records the request as failed ([`Fault`]).
 
 use crate::error::{Dialect, GatewayError};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// How a relayed stream ended.
+pub enum End<'a> {
+    /// The upstream finished it (its end marker, then the close).
+    Finished,
+    /// The client went away first: nothing is known against the deployment.
+    ClientGone,
+    /// The upstream failed after the first byte; the client got an error event.
+    Failed(&'a GatewayError),
+}
+
+/// Told once how the stream ended; what it holds (in-flight count, probe) is released with it.
+pub type OnEnd = Box<dyn for<'a> FnOnce(End<'a>) + Send>;
+
+/// The failure of a stream that broke after its first byte, for the request's spend row: filled
+/// by the relay before the client's error event goes out, read when the stream is metered.
+#[derive(Clone, Default, Debug)]
+pub struct Fault(Arc<OnceLock<(u16, String)>>);
+
+impl Fault {
+    pub fn set(&self, err: &GatewayError) {
+        let _ = self.0.set((err.status().as_u16(), err.to_string()));
+    }
+
+    /// The status and message of the failure, if the stream failed.
+    pub fn get(&self) -> Option<(u16, &str)> {
+        self.0.get().map(|(s, m)| (*s, m.as_str()))
+    }
+}
 
 /// The end marker of each dialect's stream.
 fn marker(d: Dialect) -> &'static [u8] {
@@ -33,17 +64,31 @@ struct State {
     idle: Duration,
     deployment: String,
     dialect: Dialect,
-    /// Dropped when the stream ends (client gone or upstream done): a seam for in-flight counts.
-    _guard: Option<Box<dyn Send + Sync>>,
+    on_end: Option<OnEnd>,
 }
 
-/// Wraps an upstream body. `idle` bounds the wait for each next chunk.
+impl State {
+    fn end(&mut self, how: End<'_>) {
+        if let Some(f) = self.on_end.take() {
+            f(how);
+        }
+    }
+}
+
+impl Drop for State {
+    /// Dropped before its end: the client went away (or the server is shutting down).
+    fn drop(&mut self) {
+        self.end(End::ClientGone);
+    }
+}
+
+/// Wraps an upstream body. `idle` bounds the wait for each next chunk; `on_end` hears how it ended.
 pub fn relay(
     upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
     idle: Duration,
     deployment: String,
     dialect: Dialect,
-    guard: Option<Box<dyn Send + Sync>>,
+    on_end: Option<OnEnd>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     let state = State {
         inner: Box::pin(upstream),
@@ -53,7 +98,7 @@ pub fn relay(
         idle,
         deployment,
         dialect,
-        _guard: guard,
+        on_end,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         if st.finished {
@@ -69,7 +114,10 @@ pub fn relay(
                 }
                 return Some((Ok(chunk), st));
             }
-            Ok(None) if st.done_seen => return None,
+            Ok(None) if st.done_seen => {
+                st.end(End::Finished);
+                return None;
+            }
             Ok(None) => GatewayError::UpstreamProtocol {
                 deployment: st.deployment.clone(),
                 detail: "the upstream closed the stream before it finished".into(),
@@ -84,6 +132,7 @@ pub fn relay(
             },
         };
         tracing::warn!(error = %failure, "stream ended with an error");
+        st.end(End::Failed(&failure));
         st.finished = true;
         Some((Ok(error_event(&failure, st.dialect)), st))
     })

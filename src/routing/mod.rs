@@ -9,6 +9,7 @@ pub mod cooldown;
 pub mod fallback;
 pub mod health;
 pub mod local_first;
+pub mod report;
 pub mod state;
 
 use crate::config::{concretize, Config, Deployment, Mode, RouterSettings, Strategy, Wildcard};
@@ -262,7 +263,8 @@ impl Router {
         &self.states[dep.index]
     }
 
-    /// Filters a group down to what may serve this request now: not cooling, healthy when any is,
+    /// Filters a group down to what may serve this request now: not cooling (nor half-open with
+    /// its probe out), healthy when any is,
     /// within its context window (with pre-call checks) and its rpm/tpm (for the strategies that
     /// respect them), untried if possible.
     pub fn eligible<'a>(
@@ -274,7 +276,7 @@ impl Router {
     ) -> Result<Eligible<'a>, GatewayError> {
         let now = self.now_ms();
         let all: Vec<Candidate<'a>> = group.deployments.iter().map(|d| (d, self.state(d).as_ref())).collect();
-        let mut live: Vec<Candidate<'a>> = all.iter().copied().filter(|(_, s)| !s.is_cooled(now)).collect();
+        let mut live: Vec<Candidate<'a>> = all.iter().copied().filter(|(_, s)| s.is_available(now)).collect();
         if live.is_empty() {
             let soonest = all
                 .iter()

@@ -1,5 +1,10 @@
 //! Live per-deployment state: in-flight count, latency, usage this minute, cooldown, health.
 //!
+//! A cooldown is a circuit breaker: while `cooled_until_ms` lies ahead the deployment is open
+//! (skipped); once it has passed, the deployment is half-open until an attempt on it ends: one
+//! request at a time (the probe) may try it, a success closes the breaker and a failure opens it
+//! again at once (`cooldown::on_failure`). A success seen by a background health probe closes it too.
+//!
 //! Plain atomics, one slot per deployment: the hot path never takes a lock. Counters that belong
 //! to "this minute" reset when a request sees a new minute (a race there can lose a count at the
 //! boundary, which routing tolerates).
@@ -29,6 +34,10 @@ pub struct DeploymentState {
     pub saturated: AtomicBool,
     pub saturated_since_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The breaker tripped (set when cooled, cleared by a success after the cooldown).
+    tripped: AtomicBool,
+    /// A half-open probe is in flight.
+    probing: AtomicBool,
     /// Since start, for `/metrics`: answered and failed attempts, and cooldowns entered.
     succeeded: AtomicU64,
     failed: AtomicU64,
@@ -122,6 +131,7 @@ impl DeploymentState {
 
     /// Sits the deployment out until `until_ms`; a later deadline is never shortened.
     pub fn cool_until(&self, until_ms: u64) {
+        self.tripped.store(true, Relaxed);
         self.cooled_until_ms.fetch_max(until_ms, Relaxed);
         self.fails_in_window.store(0, Relaxed);
         self.cooldowns.fetch_add(1, Relaxed);
@@ -150,6 +160,43 @@ impl DeploymentState {
         self.cooled_until_ms.load(Relaxed) > now_ms
     }
 
+    /// The cooldown has passed but no attempt has succeeded since: the next one is a probe.
+    pub fn is_half_open(&self, now_ms: u64) -> bool {
+        self.tripped.load(Relaxed) && !self.is_cooled(now_ms)
+    }
+
+    /// Whether a request may go here now: not cooling, and not half-open with its probe out.
+    pub fn is_available(&self, now_ms: u64) -> bool {
+        let probe_out = self.tripped.load(Relaxed) && self.probing.load(Relaxed);
+        !self.is_cooled(now_ms) && !probe_out
+    }
+
+    /// Claims the probe of a half-open deployment; `None` when it is closed (or, after a race
+    /// between two requests, when the other one claimed it: both go, which is harmless).
+    pub fn begin_probe(self: &std::sync::Arc<Self>, now_ms: u64) -> Option<Probe> {
+        if !self.is_half_open(now_ms) {
+            return None;
+        }
+        self.probing
+            .compare_exchange(false, true, Relaxed, Relaxed)
+            .ok()
+            .map(|_| Probe(self.clone()))
+    }
+
+    /// An attempt succeeded: counts it, and closes a half-open breaker.
+    pub fn succeeded(&self, now_ms: u64) {
+        self.count_attempt(true);
+        self.close_if_half_open(now_ms);
+    }
+
+    /// Closes a half-open breaker (a successful attempt or health probe); an open one stays open
+    /// until its cooldown ends (a request that started before the cooldown proves little).
+    pub fn close_if_half_open(&self, now_ms: u64) {
+        if self.is_half_open(now_ms) && self.tripped.swap(false, Relaxed) {
+            tracing::info!("deployment answered after its cooldown: breaker closed");
+        }
+    }
+
     pub fn set_healthy(&self, healthy: bool, error: Option<String>) {
         self.unhealthy.store(!healthy, Relaxed);
         if let (false, Ok(mut g)) = (healthy, self.last_error.lock()) {
@@ -163,6 +210,16 @@ impl DeploymentState {
 
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+/// A half-open deployment's probe: released when the attempt ends, however it ends (its verdict
+/// is recorded separately; a probe dropped without one lets the next request probe).
+pub struct Probe(std::sync::Arc<DeploymentState>);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Relaxed);
     }
 }
 

@@ -295,6 +295,7 @@ enum Fault {
     Reset,
     PortClosed,
     MidStreamCut,
+    MidStreamStall,
 }
 
 impl Fault {
@@ -321,6 +322,10 @@ impl Fault {
                 cut_after: Some(1),
                 ..Default::default()
             },
+            Fault::MidStreamStall => Behaviour {
+                stall_after: Some(1),
+                ..Default::default()
+            },
             Fault::Reset | Fault::PortClosed => return None,
         };
         Some(b)
@@ -333,7 +338,7 @@ impl Fault {
             Fault::RateLimitedWithRetryAfter | Fault::RateLimited => 429,
             Fault::Hang => 504,
             Fault::Reset | Fault::PortClosed => 502,
-            Fault::MidStreamCut => 200,
+            Fault::MidStreamCut | Fault::MidStreamStall => 200,
         }
     }
 }
@@ -368,6 +373,7 @@ async fn fault_matrix() {
         Fault::Reset,
         Fault::PortClosed,
         Fault::MidStreamCut,
+        Fault::MidStreamStall,
     ] {
         let mock = MockUpstream::start().await.unwrap();
         let drop_conn = dropper().await;
@@ -395,7 +401,8 @@ async fn fault_matrix() {
         .await;
         let mut expected: Vec<(String, i64, bool)> = Vec::new();
         for (stream, anthropic) in [(false, false), (true, false), (false, true), (true, true)] {
-            if fault == Fault::MidStreamCut && !stream {
+            let mid_stream = matches!(fault, Fault::MidStreamCut | Fault::MidStreamStall);
+            if mid_stream && !stream {
                 continue;
             }
             let case = format!("{fault:?} stream={stream} anthropic={anthropic}");
@@ -406,7 +413,9 @@ async fn fault_matrix() {
             let r = gw.post(path, body.clone()).await;
             assert_eq!(r.status(), 200, "{case}: the sibling answers");
             let text = r.text().await.unwrap();
-            let cut = fault == Fault::MidStreamCut;
+            let cut = mid_stream;
+            // A stall past stream_timeout is a timeout; a cut, a broken connection.
+            let cut_status = if fault == Fault::MidStreamStall { 504 } else { 502 };
             if cut {
                 assert!(
                     text.contains(if anthropic {
@@ -417,7 +426,7 @@ async fn fault_matrix() {
                     "{case}: {text}"
                 );
             }
-            expected.push(("pair".into(), if cut { 502 } else { 200 }, stream));
+            expected.push(("pair".into(), if cut { cut_status } else { 200 }, stream));
             // A closed port counts nothing; the retry header tells there too.
             let counted = fault != Fault::PortClosed;
             if counted {
@@ -454,7 +463,7 @@ async fn fault_matrix() {
                     }),
                     "{case}: {text}"
                 );
-                expected.push(("solo".into(), 502, stream));
+                expected.push(("solo".into(), cut_status, stream));
             } else {
                 let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{case}: {e}: {text}"));
                 if anthropic {

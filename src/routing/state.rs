@@ -231,3 +231,37 @@ impl Drop for InFlight {
         self.0.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn breaker_half_opens_for_one_probe_and_closes_on_success() {
+        let s = Arc::new(DeploymentState::default());
+        assert!(s.is_available(0) && s.begin_probe(0).is_none(), "closed: no probe needed");
+        s.cool_until(1_000);
+        assert!(!s.is_available(999), "open while cooling");
+        assert!(s.begin_probe(999).is_none());
+        assert!(s.is_half_open(1_000) && s.is_available(1_000));
+        let probe = s.begin_probe(1_000).expect("the first request probes");
+        assert!(!s.is_available(1_000), "one probe at a time");
+        assert!(s.begin_probe(1_000).is_none());
+        drop(probe);
+        assert!(s.is_available(1_000), "a probe dropped without a verdict frees the slot");
+        let probe = s.begin_probe(1_000).expect("probe again");
+        s.succeeded(1_001);
+        drop(probe);
+        assert!(!s.is_half_open(1_001) && s.is_available(1_001), "closed by the success");
+        assert!(s.begin_probe(1_002).is_none());
+    }
+
+    #[test]
+    fn a_success_while_still_cooling_does_not_close_the_breaker() {
+        let s = Arc::new(DeploymentState::default());
+        s.cool_until(1_000);
+        s.succeeded(500);
+        assert!(s.is_half_open(1_000), "a request from before the cooldown proves nothing");
+    }
+}

@@ -40,6 +40,9 @@ pub struct Behaviour {
     pub stall_after: Option<usize>,
     /// End the stream cleanly after this many chunks but without `[DONE]`.
     pub end_without_done_after: Option<usize>,
+    /// After this many chunks send an error event, then `[DONE]` (as vLLM does when it fails
+    /// mid-stream).
+    pub error_event_after: Option<usize>,
     /// Fixed reply text; by default the reply echoes the last user message.
     pub reply: Option<String>,
     /// Keep the last requests for inspection (bounded).
@@ -426,7 +429,12 @@ fn stream(b: Behaviour, text: String, make: impl Fn(usize, &str, bool) -> Vec<Va
     let s = async_stream(
         pieces,
         delay,
-        [b.cut_after, b.end_without_done_after, b.stall_after],
+        [
+            b.cut_after,
+            b.end_without_done_after,
+            b.stall_after,
+            b.error_event_after,
+        ],
         make,
     );
     let mut resp = Response::new(Body::from_stream(s));
@@ -438,7 +446,7 @@ fn stream(b: Behaviour, text: String, make: impl Fn(usize, &str, bool) -> Vec<Va
 fn async_stream(
     pieces: Vec<String>,
     delay: Duration,
-    [cut_after, end_early, stall_after]: [Option<usize>; 3],
+    [cut_after, end_early, stall_after, error_after]: [Option<usize>; 4],
     make: impl Fn(usize, &str, bool) -> Vec<Value> + Send + 'static,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let n = pieces.len();
@@ -463,6 +471,10 @@ fn async_stream(
             }
             if end_early == Some(i) {
                 return None;
+            }
+            if error_after == Some(i) {
+                let ev = json!({"error": {"message": "mock: the engine failed mid-stream", "type": "server_error", "code": 500}});
+                return Some((Ok(Bytes::from(format!("data: {ev}\n\ndata: [DONE]\n\n"))), n + 1));
             }
             if stall_after == Some(i) {
                 std::future::pending::<()>().await;

@@ -296,6 +296,8 @@ enum Fault {
     PortClosed,
     MidStreamCut,
     MidStreamStall,
+    /// The upstream's own error event mid-stream, then `[DONE]`.
+    MidStreamErrorEvent,
 }
 
 impl Fault {
@@ -326,6 +328,10 @@ impl Fault {
                 stall_after: Some(1),
                 ..Default::default()
             },
+            Fault::MidStreamErrorEvent => Behaviour {
+                error_event_after: Some(1),
+                ..Default::default()
+            },
             Fault::Reset | Fault::PortClosed => return None,
         };
         Some(b)
@@ -338,7 +344,7 @@ impl Fault {
             Fault::RateLimitedWithRetryAfter | Fault::RateLimited => 429,
             Fault::Hang => 504,
             Fault::Reset | Fault::PortClosed => 502,
-            Fault::MidStreamCut | Fault::MidStreamStall => 200,
+            Fault::MidStreamCut | Fault::MidStreamStall | Fault::MidStreamErrorEvent => 200,
         }
     }
 }
@@ -374,6 +380,7 @@ async fn fault_matrix() {
         Fault::PortClosed,
         Fault::MidStreamCut,
         Fault::MidStreamStall,
+        Fault::MidStreamErrorEvent,
     ] {
         let mock = MockUpstream::start().await.unwrap();
         let drop_conn = dropper().await;
@@ -401,7 +408,10 @@ async fn fault_matrix() {
         .await;
         let mut expected: Vec<(String, i64, bool)> = Vec::new();
         for (stream, anthropic) in [(false, false), (true, false), (false, true), (true, true)] {
-            let mid_stream = matches!(fault, Fault::MidStreamCut | Fault::MidStreamStall);
+            let mid_stream = matches!(
+                fault,
+                Fault::MidStreamCut | Fault::MidStreamStall | Fault::MidStreamErrorEvent
+            );
             if mid_stream && !stream {
                 continue;
             }

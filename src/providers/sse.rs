@@ -60,6 +60,9 @@ struct State {
     /// Last bytes of the previous chunk, so a marker split across chunks is still seen.
     tail: Vec<u8>,
     done_seen: bool,
+    /// The upstream sent an error event of its own (vLLM and OpenAI do on a mid-stream failure,
+    /// often followed by `[DONE]`): passed on as it is, and the stream counts as failed.
+    error_seen: bool,
     finished: bool,
     idle: Duration,
     deployment: String,
@@ -94,6 +97,7 @@ pub fn relay(
         inner: Box::pin(upstream),
         tail: Vec::with_capacity(MAX_MARKER * 2),
         done_seen: false,
+        error_seen: false,
         finished: false,
         idle,
         deployment,
@@ -106,6 +110,9 @@ pub fn relay(
         }
         let failure = match tokio::time::timeout(st.idle, st.inner.next()).await {
             Ok(Some(Ok(chunk))) => {
+                if !st.error_seen {
+                    st.error_seen = contains_error_event(st.dialect, &chunk);
+                }
                 if !st.done_seen {
                     st.done_seen = contains_done(marker(st.dialect), &st.tail, &chunk);
                     let keep = chunk.len().min(MAX_MARKER);
@@ -113,6 +120,16 @@ pub fn relay(
                     st.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
                 }
                 return Some((Ok(chunk), st));
+            }
+            Ok(None) if st.error_seen => {
+                let failure = GatewayError::UpstreamProtocol {
+                    deployment: st.deployment.clone(),
+                    detail: "the upstream sent an error event mid-stream".into(),
+                };
+                tracing::warn!(error = %failure, "stream ended with an error");
+                // The client already has the upstream's own error event.
+                st.end(End::Failed(&failure));
+                return None;
             }
             Ok(None) if st.done_seen => {
                 st.end(End::Finished);
@@ -136,6 +153,19 @@ pub fn relay(
         st.finished = true;
         Some((Ok(error_event(&failure, st.dialect)), st))
     })
+}
+
+/// Whether `chunk` holds an error event in the client's dialect, at the start of a line (inside
+/// an event's JSON a quote or a newline is escaped, so content cannot fake one). An event split
+/// across two chunks exactly there is missed; the stream then counts by how it ends.
+fn contains_error_event(dialect: Dialect, chunk: &[u8]) -> bool {
+    let needles: &[&[u8]] = match dialect {
+        Dialect::OpenAi => &[b"data: {\"error\"", b"data:{\"error\""],
+        Dialect::Anthropic => &[b"event: error", b"event:error"],
+    };
+    needles
+        .iter()
+        .any(|n| chunk.starts_with(n) || chunk.windows(n.len() + 1).any(|w| w[0] == b'\n' && &w[1..] == *n))
 }
 
 fn contains_done(done: &[u8], tail: &[u8], chunk: &[u8]) -> bool {
@@ -187,6 +217,44 @@ mod tests {
         let last = std::str::from_utf8(&out[1]).unwrap();
         assert!(last.starts_with("data: {\"error\""), "{last}");
         assert!(last.contains("before it finished"));
+    }
+
+    #[tokio::test]
+    async fn an_upstream_error_event_fails_the_stream_even_with_done() {
+        let chunks: Vec<Result<Bytes, reqwest::Error>> = vec![
+            Ok(Bytes::from_static(b"data: {\"a\":1}\n\n")),
+            Ok(Bytes::from_static(
+                b"data: {\"error\": {\"message\": \"engine died\"}}\n\ndata: [DONE]\n\n",
+            )),
+        ];
+        let ended = Arc::new(std::sync::Mutex::new(None));
+        let seen = ended.clone();
+        let on_end: OnEnd = Box::new(move |end| {
+            *seen.lock().unwrap() = Some(match end {
+                End::Failed(e) => e.to_string(),
+                End::Finished => "finished".into(),
+                End::ClientGone => "gone".into(),
+            })
+        });
+        let s = relay(
+            futures_util::stream::iter(chunks),
+            Duration::from_secs(1),
+            "d".into(),
+            Dialect::OpenAi,
+            Some(on_end),
+        );
+        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        assert_eq!(out.len(), 2, "passed on as it is, no second error event");
+        let how = ended.lock().unwrap().clone().unwrap();
+        assert!(how.contains("error event mid-stream"), "{how}");
+        assert!(contains_error_event(
+            Dialect::Anthropic,
+            b"event: ping\n\nevent: error\ndata: {}\n\n"
+        ));
+        assert!(!contains_error_event(
+            Dialect::OpenAi,
+            b"data: {\"content\":\"data: {\\\"error\\\"\"}\n\n"
+        ));
     }
 
     #[tokio::test]

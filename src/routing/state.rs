@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn breaker_half_opens_for_one_probe_and_closes_on_success() {
         let s = Arc::new(DeploymentState::default());
-        assert!(s.is_available(0) && s.begin_probe(0).is_none(), "closed: no probe needed");
+        assert!(
+            s.is_available(0) && s.begin_probe(0).is_none(),
+            "closed: no probe needed"
+        );
         s.cool_until(1_000);
         assert!(!s.is_available(999), "open while cooling");
         assert!(s.begin_probe(999).is_none());
@@ -249,7 +252,10 @@ mod tests {
         assert!(!s.is_available(1_000), "one probe at a time");
         assert!(s.begin_probe(1_000).is_none());
         drop(probe);
-        assert!(s.is_available(1_000), "a probe dropped without a verdict frees the slot");
+        assert!(
+            s.is_available(1_000),
+            "a probe dropped without a verdict frees the slot"
+        );
         let probe = s.begin_probe(1_000).expect("probe again");
         s.succeeded(1_001);
         drop(probe);
@@ -262,6 +268,9 @@ mod tests {
         let s = Arc::new(DeploymentState::default());
         s.cool_until(1_000);
         s.succeeded(500);
-        assert!(s.is_half_open(1_000), "a request from before the cooldown proves nothing");
+        assert!(
+            s.is_half_open(1_000),
+            "a request from before the cooldown proves nothing"
+        );
     }
 }

@@ -47,10 +47,14 @@ async fn others_are_served(gw: &Gateway) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_head_is_closed_at_its_timeout_while_others_are_served() {
     let mock = MockUpstream::start().await.unwrap();
-    let gw = spawn(&config(&mock, "  request_header_timeout_s: 1\n  keep_alive_timeout_s: 30\n")).await;
+    let gw = spawn(&config(
+        &mock,
+        "  request_header_timeout_s: 1\n  keep_alive_timeout_s: 30\n",
+    ))
+    .await;
     let addr = gw.addr;
     // One byte of the head every 100 ms, never finishing it.
     let slow = std::thread::spawn(move || {
@@ -68,10 +72,13 @@ async fn a_slow_request_head_is_closed_at_its_timeout_while_others_are_served() 
     others_are_served(&gw).await;
     let closed_after = tokio::task::spawn_blocking(move || slow.join().unwrap()).await.unwrap();
     let after = closed_after.expect("the connection trickling its head was never closed");
-    assert!(after >= Duration::from_millis(900), "closed before its timeout: {after:?}");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed before its timeout: {after:?}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_gets_408_in_the_route_dialect_and_the_connection_closes() {
     let mock = MockUpstream::start().await.unwrap();
     let gw = spawn(&config(&mock, "  request_body_timeout_s: 1\n")).await;
@@ -102,24 +109,33 @@ async fn a_slow_body_gets_408_in_the_route_dialect_and_the_connection_closes() {
     assert_eq!(mock.hits(), 10 * 2, "only the served requests reached the upstream");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
     let mock = MockUpstream::start().await.unwrap();
-    let gw = spawn(&config(&mock, "  keep_alive_timeout_s: 1.5\n  request_header_timeout_s: 10\n")).await;
+    let gw = spawn(&config(
+        &mock,
+        "  keep_alive_timeout_s: 1.5\n  request_header_timeout_s: 10\n",
+    ))
+    .await;
     let mut s = TcpStream::connect(gw.addr).unwrap();
-    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let idle_from = Instant::now();
-    let rest = read_until_closed(&mut s, Duration::from_secs(10)).expect("an idle connection was kept past its timeout");
+    let rest =
+        read_until_closed(&mut s, Duration::from_secs(10)).expect("an idle connection was kept past its timeout");
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     let idle = idle_from.elapsed();
-    assert!(idle >= Duration::from_millis(1400), "closed before its timeout: {idle:?}");
+    assert!(
+        idle >= Duration::from_millis(1400),
+        "closed before its timeout: {idle:?}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_per_address_cap_are_refused_while_other_addresses_are_served() {
     let mock = MockUpstream::start().await.unwrap();
     let gw = spawn(&config(
@@ -158,14 +174,14 @@ async fn connections_past_the_per_address_cap_are_refused_while_other_addresses_
     drop(held);
     let started = Instant::now();
     loop {
-        let r = reqwest::Client::new()
-            .get(gw.url("/health/liveliness"))
-            .send()
-            .await;
+        let r = reqwest::Client::new().get(gw.url("/health/liveliness")).send().await;
         if r.as_ref().is_ok_and(|r| r.status() == 200) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "slots were not freed: {r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "slots were not freed: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -159,7 +159,10 @@ async fn sigterm_case(db_lines: &str, db_url: &str) {
                 .timeout(Duration::from_secs(30))
                 .send()
                 .await?;
-            let id = r.headers().get("x-request-id").map(|v| v.to_str().unwrap_or("").to_string());
+            let id = r
+                .headers()
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap_or("").to_string());
             Ok::<_, reqwest::Error>((r.status().as_u16(), id, r.text().await?))
         }
     });
@@ -192,7 +195,10 @@ async fn sigterm_case(db_lines: &str, db_url: &str) {
         .unwrap();
     let waited = Instant::now();
     while hung.hits() < 2 {
-        assert!(waited.elapsed() < Duration::from_secs(10), "the hung requests did not reach the upstream");
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the hung requests did not reach the upstream"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -205,7 +211,10 @@ async fn sigterm_case(db_lines: &str, db_url: &str) {
     let mut buf = [0u8; 256];
     let read = half.read(&mut buf);
     assert!(
-        matches!(read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "the half-open connection should be closed, got {read:?}"
     );
     assert!(

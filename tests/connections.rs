@@ -185,3 +185,43 @@ async fn connections_past_the_per_address_cap_are_refused_while_other_addresses_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn the_listener_settings_are_read_with_their_defaults_and_checked() {
+    use switchyard::config::Config;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.yaml");
+    let load = |general: &str| {
+        std::fs::write(
+            &p,
+            format!("model_list: []\ngeneral_settings:\n  disable_database: true\n{general}"),
+        )
+        .unwrap();
+        Config::load_with_env(&p, &std::collections::HashMap::<String, String>::new())
+    };
+    let c = load("").unwrap();
+    let s = &c.general.server;
+    assert_eq!(s.header_timeout, Duration::from_secs(10));
+    assert_eq!(s.body_timeout, Duration::from_secs(30));
+    assert_eq!(s.idle_timeout, Duration::from_secs(60));
+    assert_eq!(s.max_connections_per_client, 512);
+    assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+    let c = load("  request_header_timeout_s: 2\n  request_body_timeout_s: 5.5\n  keep_alive_timeout_s: 7\n  max_connections_per_client: 0\n  shutdown_grace_s: 0\n").unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let s = &c.general.server;
+    assert_eq!(s.header_timeout, Duration::from_secs(2));
+    assert_eq!(s.body_timeout, Duration::from_millis(5500));
+    assert_eq!(s.idle_timeout, Duration::from_secs(7));
+    assert_eq!(s.max_connections_per_client, 0);
+    assert_eq!(s.shutdown_grace, Duration::ZERO);
+    let err = load("  request_header_timeout_s: 0\n  shutdown_grace_s: -1\n  max_connections_per_client: many\n")
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "request_header_timeout_s",
+        "shutdown_grace_s",
+        "max_connections_per_client",
+    ] {
+        assert!(err.contains(&format!("general_settings.{key}")), "{key}: {err}");
+    }
+}

@@ -147,7 +147,9 @@ async fn rss_and_file_descriptors_level_off_under_mixed_load() {
                     let _ = if i % 2 == 0 {
                         s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-le")
                     } else {
-                        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\n{\"mo")
+                        s.write_all(
+                            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\n{\"mo",
+                        )
                     };
                     held.push(s);
                 }
@@ -186,7 +188,10 @@ async fn rss_and_file_descriptors_level_off_under_mixed_load() {
     assert_eq!(status.code(), Some(0));
 
     let served = served.load(Ordering::Relaxed);
-    eprintln!("soak: {served} requests answered; samples (rss kB, fds): {:?}", samples.iter().map(|s| (s.rss_kb, s.fds)).collect::<Vec<_>>());
+    eprintln!(
+        "soak: {served} requests answered; samples (rss kB, fds): {:?}",
+        samples.iter().map(|s| (s.rss_kb, s.fds)).collect::<Vec<_>>()
+    );
     assert!(served > 100, "the load did not run: {served} requests");
     // The first third warms up (allocator arenas, pools, caches); the middle third sets the level
     // that the last third may not keep climbing past.

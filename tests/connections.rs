@@ -225,3 +225,25 @@ fn the_listener_settings_are_read_with_their_defaults_and_checked() {
         assert!(err.contains(&format!("general_settings.{key}")), "{key}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_is_closed_at_the_head_timeout() {
+    let mock = MockUpstream::start().await.unwrap();
+    let gw = spawn(&config(
+        &mock,
+        "  request_header_timeout_s: 1\n  keep_alive_timeout_s: 60\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    let started = Instant::now();
+    let got = tokio::task::spawn_blocking(move || read_until_closed(&mut s, Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("a silent connection was kept past the head timeout");
+    assert!(got.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}

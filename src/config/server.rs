@@ -10,7 +10,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
-    /// `request_header_timeout_s`: from a request's first byte to the end of its head.
+    /// `request_header_timeout_s`: from a new connection (or a later request's first byte) to the end
+    /// of the request head.
     pub header_timeout: Duration,
     /// `request_body_timeout_s`: from the end of the head to the end of the body (408 past it).
     pub body_timeout: Duration,

@@ -4,8 +4,8 @@
 //! A connection is always in one of three states, read from [`Activity`]:
 //! - busy: a request is in flight (from its parsed head until its response body is done); no
 //!   timeout here, the body deadline (`server::body`) and the upstream timeouts bound it;
-//! - reading a head: bytes arrived while idle; closed past `request_header_timeout_s` (a client
-//!   sending its head byte by byte no longer holds a socket for as long as it likes);
+//! - reading a head: new, or bytes arrived while idle; closed past `request_header_timeout_s` (a
+//!   client sending its head byte by byte no longer holds a socket for as long as it likes);
 //! - idle: closed past `keep_alive_timeout_s`.
 //!
 //! On shutdown's drain a busy connection finishes its request and closes; an idle one closes at
@@ -57,7 +57,9 @@ impl Activity {
             born: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
-            head_since: AtomicU64::new(NONE),
+            // A new connection owes its first head: one that connects and says nothing is closed
+            // at the head timeout, not kept for the idle one.
+            head_since: AtomicU64::new(0),
         }
     }
 
@@ -279,7 +281,10 @@ mod tests {
     #[test]
     fn states_follow_reads_and_requests() {
         let a = Arc::new(Activity::new());
-        assert!(matches!(a.state(), State::Idle(_)));
+        assert!(
+            matches!(a.state(), State::ReadingHead(_)),
+            "a new connection owes a head"
+        );
         a.on_read();
         assert!(matches!(a.state(), State::ReadingHead(_)));
         let r1 = a.begin();
@@ -291,5 +296,7 @@ mod tests {
         assert_eq!(a.state(), State::Busy);
         drop(r2);
         assert!(matches!(a.state(), State::Idle(_)));
+        a.on_read();
+        assert!(matches!(a.state(), State::ReadingHead(_)));
     }
 }

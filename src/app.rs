@@ -3,9 +3,11 @@
 //! A request's path through the stack, outermost first:
 //! 1. `request_context`: assigns the request id (honouring an incoming `x-request-id`), stamps
 //!    the arrival time, and echoes the id on every response, errors included;
-//! 2. the route's handler (`api::openai`, `api::health`): authenticates, reads the body under
+//! 2. `server::body::deadline`: the request body must arrive within `request_body_timeout_s`
+//!    (else a 408 in the route's dialect);
+//! 3. the route's handler (`api::openai`, `api::health`): authenticates, reads the body under
 //!    the size limit, parses the dialect, and calls `pipeline::run`;
-//! 3. the handler turns the outcome or the error into the dialect's response and headers.
+//! 4. the handler turns the outcome or the error into the dialect's response and headers.
 
 use crate::api;
 use crate::auth::directory::Directory;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Unix seconds at start-up (the `created` of listed models).
     pub started_unix: u64,
+    /// Fired by the listener at shutdown; in-flight requests watch it (`server::shutdown`).
+    pub shutdown: crate::server::Shutdown,
 }
 
 impl AppState {
@@ -120,6 +124,7 @@ impl AppState {
                 .map(|c| Arc::new(crate::cache::ResponseCache::new(c))),
             metrics,
             upstream: Upstream::new()?,
+            shutdown: crate::server::Shutdown::new(config.general.server.shutdown_grace),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -187,6 +192,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(health)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::server::body::deadline,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }

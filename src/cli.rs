@@ -1,7 +1,7 @@
 //! The command line, LiteLLM-style: `switchyard --config PATH [--host H] [--port P]` serves;
 //! `switchyard check --config PATH` validates and prints what would be served.
 
-use crate::app::{self, AppState};
+use crate::app::AppState;
 use crate::config::{mask, Config};
 use clap::{Args, Parser, Subcommand};
 use std::fmt::Write as _;
@@ -194,67 +194,14 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests
+/// (see [`crate::server`] for the sequence).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    if let Some(store) = &state.store {
-        match store.ready().await {
-            Ok(_) => tracing::info!("keys and spend in {}", store.database().describe()),
-            Err(e) => tracing::warn!(
-                "database {} unavailable ({e}); virtual keys answer 503 and spend rows wait (memory, then disk) until it is back",
-                store.database().describe()
-            ),
-        }
-    }
-    let ledger = state.ledger.clone();
-    // `metrics_port`: /metrics on its own listener, on the main listener's address.
-    let metrics = match state.config.general.metrics_port {
-        Some(port) => {
-            let addr = std::net::SocketAddr::new(listener.local_addr()?.ip(), port);
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} (metrics_port): {e}")))?;
-            tracing::info!("metrics on http://{addr}/metrics");
-            let router = app::metrics_router(state.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, router).await {
-                    tracing::warn!(error = %e, "metrics listener stopped");
-                }
-            }))
-        }
-        None => None,
-    };
-    let mut background: Vec<_> = crate::routing::health::spawn_background(state.clone())
-        .into_iter()
-        .collect();
-    background.extend(crate::signals::spawn(state.clone()));
-    background.extend(crate::telemetry::alerts::spawn(state.clone()));
-    let hooks = state.hooks.clone();
-    let request_log = state.request_log.clone();
-    background.extend(metrics);
-    // Each SSE chunk is its own small write: without TCP_NODELAY, Nagle's algorithm holds every
-    // chunk after the first until the client's delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    for task in background {
-        task.abort();
-    }
-    // Requests have drained: write every spend row still waiting before exiting.
-    if let Some(l) = ledger {
-        l.shutdown(std::time::Duration::from_secs(15)).await;
-    }
-    // Callbacks and alerts still queued get a moment; a receiver that is down cannot hold us.
-    hooks.flush(std::time::Duration::from_secs(5)).await;
-    let _ = tokio::task::spawn_blocking(move || request_log.flush(std::time::Duration::from_secs(2))).await;
-    served
+    crate::server::serve(listener, state, shutdown).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -274,7 +221,6 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 #[cfg(test)]

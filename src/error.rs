@@ -115,6 +115,14 @@ pub enum GatewayError {
     #[error("the key and spend database is unavailable: {0}")]
     StoreUnavailable(String),
 
+    /// The client did not send its whole body within `request_body_timeout_s`.
+    #[error("the request body did not arrive within {}s (general_settings.request_body_timeout_s)", .after.as_secs_f64())]
+    RequestTimeout { after: Duration },
+
+    /// The gateway is shutting down and the request outlived `shutdown_grace_s`.
+    #[error("the gateway is shutting down: the request was cancelled after the {}s grace period (general_settings.shutdown_grace_s); retry it", .grace.as_secs_f64())]
+    ShuttingDown { grace: Duration },
+
     #[error("{0}")]
     Internal(String),
 }
@@ -218,6 +226,8 @@ impl GatewayError {
             Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -237,7 +247,9 @@ impl GatewayError {
             | BudgetExceeded { .. }
             | RateLimited { .. }
             | NotFound(_)
+            | RequestTimeout { .. }
             | ContextWindowExceeded { .. } => Blame::Client,
+            ShuttingDown { .. } => Blame::Gateway,
             StoreUnavailable(_) => Blame::Gateway,
             ModelUnavailable { .. } | NoDeployments { .. } | LocalSaturated { .. } | Internal(_) => Blame::Gateway,
             LocalOnly { .. } => Blame::Client,
@@ -306,7 +318,7 @@ impl GatewayError {
             ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => ErrorClass::ServiceUnavailable,
             Unauthorized(_) | ModelAccessDenied(_) => ErrorClass::Authentication,
             RateLimited { .. } => ErrorClass::RateLimit,
-            StoreUnavailable(_) => ErrorClass::ServiceUnavailable,
+            StoreUnavailable(_) | ShuttingDown { .. } => ErrorClass::ServiceUnavailable,
             ModelNotFound(_) | RouteNotFound(_) | NotFound(_) => ErrorClass::NotFound,
             Internal(_) => ErrorClass::InternalServer,
             _ => ErrorClass::BadRequest,
@@ -343,7 +355,8 @@ impl GatewayError {
                 _ => "api_error",
             },
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => "api_connection_error",
-            UpstreamTimeout { .. } => "timeout_error",
+            UpstreamTimeout { .. } | RequestTimeout { .. } => "timeout_error",
+            ShuttingDown { .. } => "service_unavailable_error",
             Internal(_) => "internal_server_error",
         }
     }
@@ -388,7 +401,7 @@ impl GatewayError {
             404 => "not_found_error",
             429 => "rate_limit_error",
             503 | 529 => "overloaded_error",
-            504 => "timeout_error",
+            408 | 504 => "timeout_error",
             _ => "api_error",
         };
         serde_json::json!({"type": "error", "error": {"type": kind, "message": self.to_string()}})

@@ -14,6 +14,7 @@ pub mod mock;
 pub mod pipeline;
 pub mod providers;
 pub mod routing;
+pub mod server;
 pub mod signals;
 pub mod store;
 pub mod telemetry;

@@ -24,13 +24,17 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-/// Reads the whole body, refusing more than `limit` bytes with a 413 in our error shape.
+/// Reads the whole body, refusing more than `limit` bytes with a 413 in our error shape, and a
+/// body slower than `request_body_timeout_s` with a 408.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut src: Option<&dyn std::error::Error> = Some(&e);
         while let Some(s) = src {
             if s.is::<http_body_util::LengthLimitError>() {
                 return GatewayError::PayloadTooLarge { limit };
+            }
+            if let Some(t) = s.downcast_ref::<crate::server::body::BodyTimeout>() {
+                return GatewayError::RequestTimeout { after: t.after };
             }
             src = s.source();
         }
@@ -152,7 +156,12 @@ pub async fn handle(
                 allow_cloud: state.config.router.local_first.allow_cloud && caller.allow_cloud(),
                 gate: gate.as_ref(),
             };
-            pipeline::run(state, call, &rctx).await
+            // Past the shutdown grace the wait on the upstream (or a retry's backoff) ends here;
+            // the error is metered like any other.
+            tokio::select! {
+                out = pipeline::run(state, call, &rctx) => out,
+                _ = state.shutdown.cancelled() => Err(state.shutdown.error()),
+            }
         };
         let meter = meter.map(|mut m| {
             m.gate = gate;
@@ -190,6 +199,10 @@ pub async fn handle(
             }
             if let (Some(plan), Some(cache)) = (cached.as_ref().filter(|p| p.controls.write), &state.cache) {
                 outcome = store_in_cache(outcome, cache, plan);
+            }
+            // Outermost, so a stream cut at shutdown is neither cached nor left unmetered.
+            if let Payload::Stream(body) = outcome.payload {
+                outcome.payload = Payload::Stream(state.shutdown.cut_stream(body, dialect));
             }
             respond(outcome, &ctx)
         }

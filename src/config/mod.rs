@@ -10,6 +10,7 @@ pub mod cache;
 mod deployment;
 mod fields;
 pub mod interpolate;
+pub mod server;
 mod settings;
 pub mod source;
 

@@ -292,6 +292,8 @@ pub struct GeneralSettings {
     pub alerting: Option<super::alerting::AlertSettings>,
     /// Serve `/metrics` on this port (same host as the main listener) instead of the main port.
     pub metrics_port: Option<u16>,
+    /// Listener timeouts, the per-address connection cap and the shutdown grace.
+    pub server: super::server::ServerSettings,
     pub rest: Mapping,
 }
 
@@ -548,6 +550,7 @@ pub fn general(
             None
         }
     });
+    let server = super::server::parse(&mut f);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -561,6 +564,7 @@ pub fn general(
         gpu_cost_per_hour,
         alerting,
         metrics_port,
+        server,
         rest,
     }
 }

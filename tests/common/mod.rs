@@ -1,5 +1,5 @@
 //! Test harness: a gateway on 127.0.0.1:0 built from a config text, and helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

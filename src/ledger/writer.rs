@@ -98,10 +98,10 @@ impl Ledger {
     pub fn start(store: Arc<Store>, settings: LedgerSettings) -> Arc<Ledger> {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stats = Arc::new(LedgerStats::default());
-        let spill_path = settings.spill_path.clone().unwrap_or_else(|| match store.database() {
-            Database::Sqlite(path) => format!("{path}.spill.jsonl").into(),
-            Database::Postgres(_) => PathBuf::from("switchyard-spill.jsonl"),
-        });
+        let spill_path = settings
+            .spill_path
+            .clone()
+            .unwrap_or_else(|| default_spill_path(store.database(), std::path::Path::new(".")));
         let (stopped_tx, stopped) = oneshot::channel();
         let mut writer = Writer {
             rx,
@@ -480,6 +480,14 @@ impl Writer {
         if std::fs::write(&tmp, &buf).is_ok() {
             let _ = std::fs::rename(&tmp, &self.spill_path);
         }
+    }
+}
+
+/// Where the spill file is when `spend_logs_spill_path` is not set.
+pub fn default_spill_path(db: &Database, _data_dir: &std::path::Path) -> PathBuf {
+    match db {
+        Database::Sqlite(path) => format!("{path}.spill.jsonl").into(),
+        Database::Postgres(_) => PathBuf::from("switchyard-spill.jsonl"),
     }
 }
 

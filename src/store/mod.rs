@@ -109,6 +109,27 @@ pub enum StoreError {
     Conflict(String),
 }
 
+impl StoreError {
+    /// Whether the database answered and refused the statement (its data, a constraint, a
+    /// trigger, the schema), as opposed to being out of reach, busy or short of resources:
+    /// sending the same rows again cannot help.
+    pub fn refused(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(d)) = self else {
+            return false;
+        };
+        let code = d.code().unwrap_or_default();
+        if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            // A primary result code (the low byte of an extended one): BUSY, LOCKED, IOERR,
+            // FULL, CANTOPEN and PROTOCOL pass; the rest is about the statement.
+            let primary = code.parse::<i64>().unwrap_or(0) & 0xff;
+            return !matches!(primary, 5 | 6 | 10 | 13 | 14 | 15);
+        }
+        // A SQLSTATE class: connection (08), rollback (40: serialization, deadlock), resources
+        // (53), operator intervention (57: shutdown, starting up) and system (58) pass.
+        !matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"))
+    }
+}
+
 pub struct Store {
     pool: Pool,
     db: Database,

@@ -343,3 +343,63 @@ async fn a_redis_that_is_down_is_a_miss_not_an_error() {
     assert!(mock.hits() < 3);
     gw.stop().await;
 }
+
+/// Whether an entry `one` stores reaches `two` through Redis: a new question each round (`one`
+/// stores in Redis only what it fetched upstream), asked of `two` once only, after a pause for
+/// the background write, so that a hit can only come from Redis, not from `two`'s own cache.
+async fn shared_through_redis(one: &Gateway, two: &Gateway, label: &str, rounds: usize) -> bool {
+    for i in 0..rounds {
+        let q = ask("m1", &format!("{label} {i}"));
+        let (s, c, _, first) = send(one, q.clone(), &[]).await;
+        assert_eq!((s, c.as_str()), (200, "miss"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (s, c, _, second) = send(two, q, &[]).await;
+        assert_eq!(s, 200);
+        if c == "hit" {
+            assert_eq!(second, first, "the entry `one` stored");
+            return true;
+        }
+    }
+    false
+}
+
+/// Redis behind a loopback proxy that is cut (open connections dropped, new ones refused) and
+/// restored: every request answers while it is away, and entries are shared through it again
+/// after. Two gateways, so that a hit on the second can only come from Redis.
+#[tokio::test]
+async fn redis_cut_and_restored_answers_throughout_and_shares_again_after() {
+    let Some(url) = redis_url() else { return };
+    let mut parsed = url::Url::parse(&url).unwrap();
+    let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(6379));
+    let proxy = CutProxy::start(target).await;
+    parsed.set_port(Some(proxy.addr.port())).unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    let ns = format!("t{}", uuid::Uuid::new_v4().simple());
+    let params = format!("    type: redis\n    url: {parsed}\n    namespace: {ns}\n    ttl: 60\n");
+    let one = spawn(&cached_config(&mock, &params, "  disable_database: true\n")).await;
+    let two = spawn(&cached_config(&mock, &params, "  disable_database: true\n")).await;
+    assert!(
+        shared_through_redis(&one, &two, "before the cut", 20).await,
+        "shared before the cut"
+    );
+
+    proxy.cut();
+    for i in 0..10 {
+        let q = ask("m1", &format!("during the cut {i}"));
+        let (s1, ..) = send(&one, q.clone(), &[]).await;
+        let (s2, c2, ..) = send(&two, q, &[]).await;
+        assert_eq!((s1, s2), (200, 200), "answered while Redis is away");
+        assert_eq!(c2, "miss", "nothing can come from Redis while it is cut");
+    }
+    // Each gateway's own cache still answers what it served itself.
+    assert_eq!(send(&two, ask("m1", "during the cut 0"), &[]).await.1, "hit");
+
+    proxy.restore();
+    // Redis is left alone a few seconds after a failed connect; then entries flow again.
+    assert!(
+        shared_through_redis(&one, &two, "after the cut", 60).await,
+        "entries are shared through Redis again after it is back"
+    );
+    one.stop().await;
+    two.stop().await;
+}

@@ -16,12 +16,22 @@ pub async fn liveliness() -> Json<&'static str> {
 }
 
 pub async fn readiness(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    // Rows in the spill file: above 0 with the database up means rows it refused, kept there
+    // until they can be written (the writer logs each one).
+    let ledger = state.ledger.as_ref().map(|l| {
+        serde_json::json!({
+            "spill_rows": l.stats.spill_rows.load(std::sync::atomic::Ordering::Relaxed),
+            "spill_path": l.spill_path.display().to_string(),
+            "last_error": l.stats.spill_error(),
+        })
+    });
     Json(serde_json::json!({
         "status": "healthy",
         "db": "Not connected",
         "cache": null,
         "version": env!("CARGO_PKG_VERSION"),
         "model_groups": state.models.public_names().len(),
+        "ledger": ledger,
     }))
 }
 

@@ -534,6 +534,7 @@ pub fn general(
     // A healthy writer drains at `batch_size`; a smaller buffer would spill without an outage.
     ledger.buffer_rows = ledger.buffer_rows.max(ledger.batch_size * 2);
     ledger.spill_path = f.string("spend_logs_spill_path").map(Into::into);
+    ledger.data_dir = data_dir(&mut f, env);
     if let Some(mb) = f.non_negative("spend_logs_spill_max_mb") {
         ledger.spill_max_bytes = (mb * 1024.0 * 1024.0) as u64;
     }
@@ -567,6 +568,23 @@ pub fn general(
         server,
         rest,
     }
+}
+
+/// `data_dir` (or `SWITCHYARD_DATA_DIR`), else `$XDG_STATE_HOME/switchyard`, else
+/// `$HOME/.local/state/switchyard`, else `/var/lib/switchyard`: where state that is not in the
+/// database lives (a Postgres gateway's spill file), never the directory the process started in.
+fn data_dir(f: &mut Fields<'_>, env: &dyn Env) -> std::path::PathBuf {
+    let set = |v: Option<String>| v.filter(|s| !s.is_empty());
+    if let Some(dir) = set(f.string("data_dir")).or_else(|| set(env.get("SWITCHYARD_DATA_DIR"))) {
+        return dir.into();
+    }
+    if let Some(state) = set(env.get("XDG_STATE_HOME")) {
+        return std::path::Path::new(&state).join("switchyard");
+    }
+    if let Some(home) = set(env.get("HOME")) {
+        return std::path::Path::new(&home).join(".local/state/switchyard");
+    }
+    crate::ledger::writer::DEFAULT_DATA_DIR.into()
 }
 
 /// `database_url` (or `DATABASE_URL`): Postgres, or `sqlite:PATH`; `database_path` (or

@@ -6,8 +6,15 @@
 //! - A slow or down database never slows a request: `record` is a non-blocking `try_send`.
 //! - While the database is down the writer keeps draining the channel into memory, up to
 //!   `buffer_rows`; past that, rows are appended to a spill file (JSON lines, `spill_path`, at
-//!   most `spill_max_bytes`) and written to the database once it is back. Only past both bounds
-//!   are rows dropped, counted and reported in the log.
+//!   most `spill_max_bytes`) and written to the database once it is back, and at every start.
+//!   Only past both bounds are rows dropped, counted and reported in the log.
+//! - The spill file lives beside the SQLite file, or for Postgres in the data directory
+//!   (`data_dir`, [`default_spill_path`]), never in whatever directory the process started in.
+//! - A row the database refuses (its data, a constraint, a trigger; not an outage) would block
+//!   every row behind it if retried as part of its batch: such a batch is written row by row, and
+//!   the rows refused alone are kept in the spill file, never dropped, counted in
+//!   `switchyard_ledger_spill_rows` and `/health/readiness`, logged as errors, and tried again
+//!   at each start and every `REFUSED_RETRY`.
 //! - Budget resets go through the same queue, so increments of requests that finished before a
 //!   reset are applied before it.
 //! - The writer runs on a thread of its own at background CPU priority (nice 10), with its own
@@ -35,9 +42,10 @@ pub struct LedgerSettings {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub buffer_rows: usize,
-    /// `spend_logs_spill_path`; by default `<sqlite file>.spill.jsonl`, or
-    /// `switchyard-spill.jsonl` beside a Postgres gateway.
+    /// `spend_logs_spill_path`; by default [`default_spill_path`].
     pub spill_path: Option<PathBuf>,
+    /// `data_dir` (or `SWITCHYARD_DATA_DIR`): where a Postgres gateway keeps its spill file.
+    pub data_dir: PathBuf,
     pub spill_max_bytes: u64,
     /// `disable_spend_logs`: keep spend on keys/teams/users but write no per-request rows.
     pub rows_enabled: bool,
@@ -50,6 +58,7 @@ impl Default for LedgerSettings {
             flush_interval: Duration::from_secs(1),
             buffer_rows: 50_000,
             spill_path: None,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             spill_max_bytes: 1 << 30,
             rows_enabled: true,
         }
@@ -70,7 +79,11 @@ enum Pending {
     Reset(Reset),
 }
 
-/// The writer's counters: a seam for the metrics endpoint (issue 7); nothing reads them yet.
+/// The data directory when neither `data_dir`, `SWITCHYARD_DATA_DIR`, `XDG_STATE_HOME` nor
+/// `HOME` says otherwise (a service's state directory).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/switchyard";
+
+/// The writer's counters, read by `/metrics` and `/health/readiness`.
 #[derive(Default, Debug)]
 pub struct LedgerStats {
     pub written: AtomicU64,
@@ -78,11 +91,29 @@ pub struct LedgerStats {
     pub dropped: AtomicU64,
     pub failures: AtomicU64,
     pub backlog: AtomicU64,
+    /// Rows the database refused (each kept in the spill file), since start.
+    pub refused: AtomicU64,
+    /// Rows in the spill file now, waiting to be written back.
+    pub spill_rows: AtomicU64,
+    /// Why the spill file was last not written back (or could not be written), if it was not.
+    pub spill_error: Mutex<Option<String>>,
+}
+
+impl LedgerStats {
+    fn set_spill_error(&self, e: Option<String>) {
+        *self.spill_error.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+
+    pub fn spill_error(&self) -> Option<String> {
+        self.spill_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 pub struct Ledger {
     tx: mpsc::Sender<Op>,
     pub stats: Arc<LedgerStats>,
+    /// Where rows wait when the database cannot take them.
+    pub spill_path: PathBuf,
     /// Fires when the writer thread ends; taken by the first `shutdown`.
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -93,15 +124,21 @@ const RETRY_MIN: Duration = Duration::from_millis(200);
 /// How often a busy writer collects rows.
 const POLL: Duration = Duration::from_millis(20);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a spill file holding only rows the database refused is tried again (besides each
+/// start and each recovery): often enough to notice a fix, rarely enough not to load the database.
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
 impl Ledger {
     pub fn start(store: Arc<Store>, settings: LedgerSettings) -> Arc<Ledger> {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stats = Arc::new(LedgerStats::default());
-        let spill_path = settings.spill_path.clone().unwrap_or_else(|| match store.database() {
-            Database::Sqlite(path) => format!("{path}.spill.jsonl").into(),
-            Database::Postgres(_) => PathBuf::from("switchyard-spill.jsonl"),
-        });
+        let spill_path = settings
+            .spill_path
+            .clone()
+            .unwrap_or_else(|| default_spill_path(store.database(), &settings.data_dir));
+        // What an earlier run left, reported before the first attempt to write it back.
+        stats.spill_rows.store(count_lines(&spill_path), Ordering::Relaxed);
+        tracing::info!(path = %spill_path.display(), "ledger spill file (used while the database cannot take rows)");
         let (stopped_tx, stopped) = oneshot::channel();
         let mut writer = Writer {
             rx,
@@ -109,8 +146,9 @@ impl Ledger {
             stop: false,
             store,
             settings,
-            spill_path,
+            spill_path: spill_path.clone(),
             stats: stats.clone(),
+            spill_due: None,
             queue: VecDeque::new(),
             rows_queued: 0,
             retry: RETRY_MIN,
@@ -141,6 +179,7 @@ impl Ledger {
         Arc::new(Ledger {
             tx,
             stats,
+            spill_path,
             stopped: Mutex::new(Some(stopped)),
         })
     }
@@ -198,6 +237,9 @@ struct Writer {
     settings: LedgerSettings,
     spill_path: PathBuf,
     stats: Arc<LedgerStats>,
+    /// When the spill file is next tried while the database is healthy: `None` as soon as
+    /// possible; later after an attempt that left refused rows in it.
+    spill_due: Option<tokio::time::Instant>,
     queue: VecDeque<Pending>,
     rows_queued: usize,
     retry: Duration,
@@ -242,8 +284,12 @@ impl Writer {
                 return;
             }
             if ticked {
+                let was_healthy = healthy;
                 healthy = self.settle().await;
                 if healthy {
+                    if !was_healthy {
+                        self.spill_due = None; // recovered: what the outage spilled goes back now
+                    }
                     self.reingest_spill().await;
                 } else {
                     tick.reset_after(self.retry);
@@ -342,15 +388,28 @@ impl Writer {
                     Pending::Reset(_) => None,
                 })
                 .collect();
-            let n = rows.len();
-            if let Err(e) = self.write(&rows, self.uncertain).await {
+            let mut n = rows.len();
+            let mut refused = Vec::new();
+            let mut outage = None;
+            match self.write(&rows, self.uncertain).await {
+                Ok(()) => self.stats.written.fetch_add(n as u64, Ordering::Relaxed),
+                Err(e) if e.refused() => {
+                    let each = self.write_each(&rows).await;
+                    (n, refused, outage) = (each.settled, each.refused, each.outage);
+                    0
+                }
+                Err(e) => return self.failed(e),
+            };
+            self.queue.drain(..n);
+            self.rows_queued -= n;
+            goal = goal.saturating_sub(n);
+            if !refused.is_empty() {
+                self.append_spill(&refused);
+            }
+            if let Some(e) = outage {
                 return self.failed(e);
             }
             self.uncertain = false;
-            self.queue.drain(..n);
-            self.rows_queued -= n;
-            self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
-            goal = goal.saturating_sub(n);
             self.take_in();
         }
         self.retry = RETRY_MIN;
@@ -377,6 +436,36 @@ impl Writer {
         self.store.write_batch(rows, &increments).await
     }
 
+    /// Writes a batch the database refused one row at a time, so that one bad row holds up no
+    /// other: each row it takes is written, each it refuses is handed back to be kept.
+    async fn write_each(&self, rows: &[&SpendRow]) -> Each {
+        let mut each = Each::default();
+        for r in rows {
+            // A row's own check: a batch before this one may have failed uncertainly.
+            match self.write(&[r], true).await {
+                Ok(()) => {
+                    self.stats.written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.refused() => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        error = %e, id = %r.id, request_id = %r.request_id, path = %self.spill_path.display(),
+                        "the database refused a spend row: kept in the spill file (not dropped), tried again at each start"
+                    );
+                    self.stats
+                        .set_spill_error(Some(format!("the database refused a spend row: {e}")));
+                    each.refused.push((*r).clone());
+                }
+                Err(e) => {
+                    each.outage = Some(e);
+                    return each;
+                }
+            }
+            each.settled += 1;
+        }
+        each
+    }
+
     fn failed(&mut self, e: crate::store::StoreError) -> bool {
         let n = self.stats.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_power_of_two() {
@@ -399,6 +488,7 @@ impl Writer {
         }
         self.queue = rest;
         self.rows_queued -= taken.len();
+        let taken: Vec<SpendRow> = taken.into_iter().map(|r| *r).collect();
         self.append_spill(&taken);
     }
 
@@ -409,19 +499,25 @@ impl Writer {
         }
     }
 
-    fn append_spill(&self, rows: &[Box<SpendRow>]) {
+    fn append_spill(&mut self, rows: &[SpendRow]) {
         let path = &self.spill_path;
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut buf = Vec::new();
         for r in rows {
-            if serde_json::to_writer(&mut buf, &**r).is_ok() {
+            if serde_json::to_writer(&mut buf, r).is_ok() {
                 buf.push(b'\n');
             }
         }
         if size + buf.len() as u64 > self.settings.spill_max_bytes {
             self.stats.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
             tracing::error!(rows = rows.len(), path = %path.display(), "spill file is full: spend rows dropped");
+            self.stats
+                .set_spill_error(Some(format!("spill file {} is full: rows dropped", path.display())));
             return;
+        }
+        // The data directory may not exist yet (a first outage).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
         }
         let written = std::fs::OpenOptions::new()
             .create(true)
@@ -431,54 +527,167 @@ impl Writer {
         match written {
             Ok(()) => {
                 self.stats.spilled.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                tracing::warn!(rows = rows.len(), path = %path.display(), "database behind: spend rows spilled to disk");
+                self.stats.spill_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                self.spill_due = None;
+                tracing::warn!(rows = rows.len(), path = %path.display(), "spend rows kept in the spill file");
             }
             Err(e) => {
                 self.stats.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                tracing::error!(error = %e, rows = rows.len(), "could not spill spend rows: dropped");
+                tracing::error!(error = %e, rows = rows.len(), path = %path.display(), "could not spill spend rows: dropped");
+                self.stats
+                    .set_spill_error(Some(format!("could not write the spill file {}: {e}", path.display())));
             }
         }
     }
 
-    /// Writes a spill file left by an outage (or an earlier run) into the database, then removes it.
+    /// Writes a spill file left by an outage (or an earlier run) into the database, then removes
+    /// it; rows the database refuses stay in it.
     async fn reingest_spill(&mut self) {
-        let path = self.spill_path.clone();
-        if !path.exists() {
+        if self.spill_due.is_some_and(|due| tokio::time::Instant::now() < due) {
             return;
         }
-        let Ok(file) = std::fs::File::open(&path) else { return };
-        let rows: Vec<SpendRow> = std::io::BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str::<SpendRow>(&l).ok())
-            .collect();
+        let path = self.spill_path.clone();
+        if !path.exists() {
+            self.stats.spill_rows.store(0, Ordering::Relaxed);
+            return;
+        }
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "cannot read the spill file: its rows wait");
+                self.stats
+                    .set_spill_error(Some(format!("cannot read the spill file: {e}")));
+                self.spill_due = Some(tokio::time::Instant::now() + REFUSED_RETRY);
+                return;
+            }
+        };
+        let mut rows = Vec::new();
+        let mut unreadable = Vec::new();
+        for line in std::io::BufReader::new(file).split(b'\n').map_while(Result::ok) {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<SpendRow>(&line) {
+                Ok(r) => rows.push(r),
+                Err(_) => unreadable.push(line),
+            }
+        }
         let size = self.settings.batch_size.max(1);
+        let mut kept: Vec<SpendRow> = Vec::new();
+        let mut written = 0;
         for (i, chunk) in rows.chunks(size).enumerate() {
             let refs: Vec<&SpendRow> = chunk.iter().collect();
             // The file may hold rows an earlier attempt wrote before it failed.
-            if let Err(e) = self.write(&refs, true).await {
+            let (settled, outage) = match self.write(&refs, true).await {
+                Ok(()) => {
+                    self.stats.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    (chunk.len(), None)
+                }
+                Err(e) if e.refused() => {
+                    let each = self.write_each(&refs).await;
+                    kept.extend(each.refused);
+                    (each.settled, each.outage)
+                }
+                Err(e) => (0, Some(e)),
+            };
+            written += settled;
+            if let Some(e) = outage {
                 // Keep only what is not yet written: a row written twice would charge twice.
-                self.rewrite_spill(&rows[i * size..]);
+                kept.extend_from_slice(&rows[i * size + settled..]);
+                self.rewrite_spill(&kept, &unreadable);
                 self.failed(e);
                 return;
             }
             self.uncertain = false;
-            self.stats.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
-        let _ = std::fs::remove_file(&path);
-        tracing::info!(rows = rows.len(), "spilled spend rows written to the database");
+        if kept.is_empty() && unreadable.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            self.stats.spill_rows.store(0, Ordering::Relaxed);
+            self.stats.set_spill_error(None);
+        } else {
+            self.rewrite_spill(&kept, &unreadable);
+            self.spill_due = Some(tokio::time::Instant::now() + REFUSED_RETRY);
+            if !unreadable.is_empty() {
+                tracing::error!(lines = unreadable.len(), path = %path.display(), "spill file lines that are not spend rows: kept, not written");
+                self.stats.set_spill_error(Some(format!(
+                    "{} spill file lines are not spend rows",
+                    unreadable.len()
+                )));
+            }
+        }
+        if written > 0 {
+            tracing::info!(
+                rows = written,
+                kept = kept.len() + unreadable.len(),
+                "spilled spend rows written to the database"
+            );
+        }
     }
 
-    fn rewrite_spill(&self, rows: &[SpendRow]) {
+    /// Replaces the spill file with `rows` (and lines it could not read, kept as they were).
+    fn rewrite_spill(&self, rows: &[SpendRow], unreadable: &[Vec<u8>]) {
         let mut buf = Vec::new();
         for r in rows {
             if serde_json::to_writer(&mut buf, r).is_ok() {
                 buf.push(b'\n');
             }
         }
+        for line in unreadable {
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
         let tmp = self.spill_path.with_extension("tmp");
-        if std::fs::write(&tmp, &buf).is_ok() {
-            let _ = std::fs::rename(&tmp, &self.spill_path);
+        let replaced = std::fs::write(&tmp, &buf).and_then(|_| std::fs::rename(&tmp, &self.spill_path));
+        match replaced {
+            Ok(()) => {
+                self.stats
+                    .spill_rows
+                    .store((rows.len() + unreadable.len()) as u64, Ordering::Relaxed);
+            }
+            // The old file stays: it holds every row still waiting, and maybe some written since,
+            // which the id check leaves out next time.
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.spill_path.display(), "could not rewrite the spill file")
+            }
+        }
+    }
+}
+
+/// What writing a refused batch row by row came to.
+#[derive(Default)]
+struct Each {
+    /// Rows from the front that are written or refused (all of them unless the database went away).
+    settled: usize,
+    /// Rows the database refused: to be kept in the spill file.
+    refused: Vec<SpendRow>,
+    /// The error that stopped the attempt early (an outage, not a refusal).
+    outage: Option<crate::store::StoreError>,
+}
+
+/// The lines of a file; 0 when it is missing.
+fn count_lines(path: &std::path::Path) -> u64 {
+    std::fs::read(path)
+        .map(|b| b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count() as u64)
+        .unwrap_or(0)
+}
+
+/// Where the spill file is when `spend_logs_spill_path` is not set: beside a SQLite file; for
+/// Postgres in `data_dir`, named after the database (its URL without the password) so that
+/// gateways of different databases sharing a directory never write each other's rows.
+pub fn default_spill_path(db: &Database, data_dir: &std::path::Path) -> PathBuf {
+    match db {
+        Database::Sqlite(path) => format!("{path}.spill.jsonl").into(),
+        Database::Postgres(url) => {
+            use sha2::Digest;
+            let named = match url::Url::parse(url) {
+                Ok(mut u) => {
+                    let _ = u.set_password(None);
+                    u.to_string()
+                }
+                Err(_) => url.clone(),
+            };
+            let digest = hex::encode(sha2::Sha256::digest(named.as_bytes()));
+            data_dir.join(format!("spend-spill-{}.jsonl", &digest[..12]))
         }
     }
 }

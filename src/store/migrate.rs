@@ -4,9 +4,8 @@
 //! advisory lock, and every statement is idempotent (`IF NOT EXISTS`), so the second waits and
 //! then finds nothing to do. SQLite serialises writers itself (`BEGIN IMMEDIATE`).
 
-use super::{Database, StoreError};
-type AnyPool = sqlx::Pool<sqlx::Any>;
-use sqlx::{Executor, Row};
+use super::{Cols, Pool, StoreError};
+use sqlx::Executor;
 
 /// Each entry is one schema version; append, never edit a shipped one.
 const MIGRATIONS: &[&[&str]] = &[&[
@@ -100,51 +99,49 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// An arbitrary constant naming switchyard's migration lock among a database's advisory locks.
 const PG_LOCK: i64 = 0x5357_5943_4844; // "SWYCHD"
 
-pub async fn run(pool: &AnyPool, db: &Database) -> Result<(), StoreError> {
-    let mut conn = pool.acquire().await?;
-    let lock = if db.is_postgres() {
-        conn.execute(sqlx::query("SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_lock($1)) AS l").bind(PG_LOCK))
-            .await?;
-        None
-    } else {
-        conn.execute("BEGIN IMMEDIATE").await?;
-        Some(())
-    };
-    let result = apply(&mut conn).await;
-    if db.is_postgres() {
-        let _ = conn
-            .execute(sqlx::query("SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_unlock($1)) AS l").bind(PG_LOCK))
-            .await;
-    } else if lock.is_some() {
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        conn.execute(end).await?;
-    }
-    result
-}
-
-async fn apply(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-    conn.execute("CREATE TABLE IF NOT EXISTS sy_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .await?;
-    let current: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS v FROM sy_schema")
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("v")?;
-    for (i, steps) in MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version <= current {
-            continue;
+pub async fn run(pool: &Pool) -> Result<(), StoreError> {
+    let postgres = matches!(pool, Pool::Postgres(_));
+    on_pool!(pool, p => {
+        let mut conn = p.acquire().await?;
+        if postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_LOCK).execute(&mut *conn).await?;
+        } else {
+            conn.execute("BEGIN IMMEDIATE").await?;
         }
-        for sql in *steps {
-            conn.execute(*sql)
-                .await
-                .map_err(|e| StoreError::Migrate(format!("version {version}: {e}")))?;
+        // Applies the versions `sy_schema` does not list yet.
+        let result = async {
+            conn.execute("CREATE TABLE IF NOT EXISTS sy_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .await?;
+            let current: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS v FROM sy_schema")
+                .fetch_one(&mut *conn)
+                .await?
+                .col("v")?;
+            for (i, steps) in MIGRATIONS.iter().enumerate() {
+                let version = i as i64 + 1;
+                if version <= current {
+                    continue;
+                }
+                for sql in *steps {
+                    conn.execute(*sql)
+                        .await
+                        .map_err(|e| StoreError::Migrate(format!("version {version}: {e}")))?;
+                }
+                sqlx::query("INSERT INTO sy_schema (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(super::now_ms())
+                    .execute(&mut *conn)
+                    .await?;
+                tracing::info!(version, "database schema migrated");
+            }
+            Ok::<(), StoreError>(())
         }
-        sqlx::query("INSERT INTO sy_schema (version, applied_at) VALUES ($1, $2)")
-            .bind(version)
-            .bind(super::now_ms())
-            .execute(&mut *conn)
-            .await?;
-        tracing::info!(version, "database schema migrated");
-    }
-    Ok(())
+        .await;
+        if postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_LOCK).execute(&mut *conn).await;
+        } else {
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            conn.execute(end).await?;
+        }
+        result
+    })
 }

@@ -142,6 +142,7 @@ pub struct Metrics {
     ledger_rows: IntCounterVec,
     ledger_failures: IntCounterVec,
     ledger_backlog: GaugeVec,
+    ledger_spill: GaugeVec,
     // fixed facts
     deployments: Vec<DeploymentLabels>,
     /// Group names and aliases: the requested-model label values allowed for unserved requests.
@@ -378,7 +379,7 @@ impl Metrics {
                 )?,
                 ledger_rows: b.counter(
                     "switchyard_ledger_rows_total",
-                    "Spend rows by outcome: written to the database, spilled to disk, dropped",
+                    "Spend rows by outcome: written to the database, spilled to disk, refused by the database (kept in the spill file), dropped",
                     &["outcome"],
                 )?,
                 ledger_failures: b.counter(
@@ -389,6 +390,11 @@ impl Metrics {
                 ledger_backlog: b.gauge(
                     "switchyard_ledger_backlog_rows",
                     "Spend rows waiting to be written",
+                    &[],
+                )?,
+                ledger_spill: b.gauge(
+                    "switchyard_ledger_spill_rows",
+                    "Spend rows in the spill file, waiting to be written back (above 0 with the database up: rows it refused)",
                     &[],
                 )?,
                 deployments: config
@@ -552,12 +558,14 @@ impl Metrics {
         for (outcome, n) in [
             ("written", &s.written),
             ("spilled", &s.spilled),
+            ("refused", &s.refused),
             ("dropped", &s.dropped),
         ] {
             count_to(&self.ledger_rows, &[outcome], n.load(Relaxed));
         }
         count_to(&self.ledger_failures, &[], s.failures.load(Relaxed));
         set(&self.ledger_backlog, &[], s.backlog.load(Relaxed) as f64);
+        set(&self.ledger_spill, &[], s.spill_rows.load(Relaxed) as f64);
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use switchyard::app::AppState;
 use switchyard::config::Config;
 
+#[allow(unused_imports)]
 pub use switchyard::mock::{Behaviour, MockUpstream};
 
 pub struct Gateway {
@@ -156,4 +157,112 @@ pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
         .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
         .collect()
+}
+
+/// A loopback TCP proxy in front of a server (Postgres, Redis) that a test cuts (open connections
+/// dropped, new ones closed at once) and restores: the server "going away" without touching it.
+pub struct CutProxy {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    pub async fn start(target: String) -> CutProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, conns2) = (up.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees its connection closed
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns2.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        CutProxy {
+            addr,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// The databases a test runs against: `(general_settings lines, url for direct checks, the
+/// SQLite file's folder)`: SQLite always, and the real Postgres (a fresh schema) when
+/// `SWITCHYARD_TEST_DATABASE_URL` names one.
+pub async fn backends() -> Vec<(String, String, Option<tempfile::TempDir>)> {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db").display().to_string();
+    let mut out = vec![(
+        format!("  database_path: {path}\n"),
+        format!("sqlite://{path}?mode=rwc"),
+        Some(dir),
+    )];
+    match std::env::var("SWITCHYARD_TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&base)
+                .await
+                .expect("postgres");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            out.push((format!("  database_url: \"{url}\"\n"), url, None));
+        }
+        _ if std::env::var("SWITCHYARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            panic!("SWITCHYARD_REQUIRE_POSTGRES=1 but SWITCHYARD_TEST_DATABASE_URL is not set")
+        }
+        _ => eprintln!("Postgres suite skipped (SWITCHYARD_TEST_DATABASE_URL not set)"),
+    }
+    out
+}
+
+/// One `f64` read from the database itself (not through the gateway).
+pub async fn scalar_f64(url: &str, sql: &str, bind: Option<&str>) -> f64 {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    if let Some(b) = bind {
+        q = q.bind(b.to_string());
+    }
+    let row = q.fetch_one(&mut c).await.unwrap();
+    let v: f64 = row.try_get(0).unwrap();
+    let _ = c.close().await;
+    v
 }

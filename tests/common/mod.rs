@@ -157,3 +157,39 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
         .collect()
 }
+
+/// A database for one test: `(general_settings lines, url for direct checks, its temp dir)`:
+/// SQLite always, and the real Postgres (a fresh schema) when `SWITCHYARD_TEST_DATABASE_URL`
+/// names one. `SWITCHYARD_REQUIRE_POSTGRES=1` makes a missing Postgres a failure.
+pub async fn databases() -> Vec<(String, String, Option<tempfile::TempDir>)> {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db").display().to_string();
+    let mut out = vec![(
+        format!("  database_path: {path}\n"),
+        format!("sqlite://{path}?mode=rwc"),
+        Some(dir),
+    )];
+    match std::env::var("SWITCHYARD_TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&base)
+                .await
+                .expect("postgres");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&pool)
+                .await
+                .expect("create schema");
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            out.push((format!("  database_url: \"{url}\"\n"), url, None));
+        }
+        _ if std::env::var("SWITCHYARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            panic!("SWITCHYARD_REQUIRE_POSTGRES=1 but SWITCHYARD_TEST_DATABASE_URL is not set")
+        }
+        _ => eprintln!("Postgres suite skipped (SWITCHYARD_TEST_DATABASE_URL not set)"),
+    }
+    out
+}

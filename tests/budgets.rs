@@ -230,3 +230,78 @@ async fn tpm_is_a_sliding_window_with_token_headers() {
     assert_eq!(later, vec![200]);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_fallback_to_a_priced_group_reserves_at_its_price_first() {
+    let (paid, local) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    local.set(Behaviour {
+        status: Some(500),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("  database_path: {}\n", dir.path().join("t.db").display());
+    let yaml = format!(
+        "{}router_settings:\n  num_retries: 0\n  fallbacks: [{{free: [paid]}}]\n",
+        config(&db, &paid, &local, 0.001, 0.002)
+    );
+    let gw = spawn(&yaml).await;
+    // The free group fails; its fallback costs 7 * 0.001 + 10 * 0.002 = $0.027 at most.
+    let small = gw.generate_key(MASTER, json!({"max_budget": 0.02})).await;
+    let r = chat(&gw, &small, "free", 10).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "budget_exceeded");
+    assert_eq!(paid.hits(), 0, "the paid fallback was not called past the budget");
+    let enough = gw.generate_key(MASTER, json!({"max_budget": 0.03})).await;
+    let r = chat(&gw, &enough, "free", 10).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(paid.hits(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_reservation_until_the_client_goes_away() {
+    let (paid, free) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    paid.set(Behaviour {
+        chunks: Some(40),
+        chunk_delay_ms: 100,
+        ..Default::default()
+    });
+    let (input, output, max_tokens) = (0.00001, 0.00002, 10u64);
+    let estimate = PROMPT_ESTIMATE * input + max_tokens as f64 * output;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("  database_path: {}\n", dir.path().join("t.db").display());
+    let gw = spawn(&config(&db, &paid, &free, input, output)).await;
+    // Room for one estimate, not two.
+    let key = gw.generate_key(MASTER, json!({"max_budget": 1.5 * estimate})).await;
+    let mut stream = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "paid", "stream": true, "messages": user("hello there"), "max_tokens": max_tokens}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(stream.chunk().await.unwrap().is_some());
+    // While the stream runs, its reservation leaves no room for a second request.
+    let r = chat(&gw, &key, "paid", max_tokens).await;
+    assert_eq!(r.status(), 400, "the stream's reservation is held");
+    // The client goes away: the stream is settled at what it used, and the rest is released.
+    drop(stream);
+    let mut status = 0;
+    for _ in 0..60 {
+        status = chat(&gw, &key, "paid", max_tokens).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the reservation was released when the client left");
+    gw.stop().await;
+}

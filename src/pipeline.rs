@@ -575,7 +575,10 @@ async fn attempt(
         };
         if state.config.router.routing_strategy == Strategy::UsageBased {
             if let Some(u) = usage_of(&bytes) {
-                state.router.state(dep).add_tokens(u.completion_tokens);
+                state
+                    .router
+                    .state(dep)
+                    .add_tokens(state.router.now_ms(), u.completion_tokens);
             }
         }
         drop(guard);

@@ -305,3 +305,44 @@ async fn a_stream_holds_its_reservation_until_the_client_goes_away() {
     assert_eq!(status, 200, "the reservation was released when the client left");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn deployment_rpm_and_tpm_are_sliding_windows_too() {
+    let mock = MockUpstream::start().await.unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let yaml = format!(
+        "model_list:\n{}{}router_settings:\n  routing_strategy: usage-based-routing-v2\n",
+        entry("r", &mock, "      rpm: 3\n"),
+        entry("t", &mock, "      tpm: 20\n"),
+    );
+    let gw = spawn_with_clock(&yaml, clock.clone()).await;
+    let ask = |model: &str| json!({"model": model, "messages": user("hello there"), "max_tokens": 5});
+    clock.advance(Duration::from_millis(59_500));
+    for _ in 0..3 {
+        assert_eq!(gw.chat(ask("r")).await.status(), 200);
+    }
+    clock.advance(Duration::from_millis(1_000));
+    let r = gw.chat(ask("r")).await;
+    assert_eq!(r.status(), 429, "the deployment's rpm holds across the minute boundary");
+    let retry: u64 = header(r.headers(), "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    clock.advance(Duration::from_secs(retry));
+    assert_eq!(gw.chat(ask("r")).await.status(), 200);
+
+    // tpm: each dispatch counts its 7-token prompt estimate (and a completion once known).
+    let mut served = 0;
+    while gw.chat(ask("t")).await.status() == 200 {
+        served += 1;
+        assert!(served < 10);
+    }
+    assert!(served >= 1);
+    clock.advance(Duration::from_millis(1_000));
+    assert_eq!(
+        gw.chat(ask("t")).await.status(),
+        429,
+        "the tokens of a second ago still count"
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(gw.chat(ask("t")).await.status(), 200);
+    gw.stop().await;
+}

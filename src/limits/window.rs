@@ -48,7 +48,7 @@ pub trait Window: Send + Sync {
 }
 
 /// The in-memory window of one gateway.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SlidingWindow {
     ring: OnceLock<Box<[AtomicU64; SLOTS]>>,
 }

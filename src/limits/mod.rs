@@ -140,12 +140,6 @@ impl Account {
         self.budget.reserved()
     }
 
-    pub fn add_spend(&self, usd: f64) {
-        if usd > 0.0 {
-            self.budget.settle(0.0, usd);
-        }
-    }
-
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -221,7 +221,10 @@ async fn tpm_is_a_sliding_window_with_token_headers() {
     assert_eq!(header(&h[0], "x-ratelimit-remaining-tokens").as_deref(), Some("20"));
     assert_eq!(header(&h[1], "x-ratelimit-remaining-tokens").as_deref(), Some("15"));
     assert_eq!(header(&h[4], "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
-    assert!(h[4].contains_key("retry-after"));
+    // The first tokens (at 59.5 s) leave the window at 120 s.
+    assert_eq!(header(&h[1], "x-ratelimit-reset-tokens").as_deref(), Some("61"));
+    assert_eq!(header(&h[4], "x-ratelimit-reset-tokens").as_deref(), Some("61"));
+    assert_eq!(header(&h[4], "retry-after").as_deref(), Some("61"));
     clock.advance(Duration::from_millis(1_000));
     let (after, _) = burst(&gw, &key, 2).await;
     assert_eq!(after, vec![429, 429], "the tokens of a second ago still count");

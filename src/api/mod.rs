@@ -400,6 +400,9 @@ fn rate_headers(h: &mut HeaderMap, r: &RateHeaders) {
     if any {
         h.insert("x-ratelimit-reset-requests", HeaderValue::from(r.reset_secs));
     }
+    if r.limit_tokens.is_some() {
+        h.insert("x-ratelimit-reset-tokens", HeaderValue::from(r.reset_tokens_secs));
+    }
 }
 
 /// Client headers an Anthropic upstream should see.

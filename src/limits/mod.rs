@@ -200,6 +200,8 @@ pub struct RateHeaders {
     pub remaining_tokens: Option<u64>,
     /// Seconds until the tightest request window has room again (its oldest request leaves).
     pub reset_secs: u64,
+    /// Seconds until the tightest token window's oldest tokens leave it.
+    pub reset_tokens_secs: u64,
 }
 
 /// A request refused by a limit: the error, and the headers that say which limit and for how long
@@ -398,15 +400,20 @@ pub fn admit(
                 let mut h = headers.clone();
                 h.limit_tokens = Some(tpm);
                 h.remaining_tokens = Some(0);
+                h.reset_tokens_secs = wait.div_ceil(1000);
                 let detail = format!("limit {tpm}, used {} in the last minute", u.used);
                 return Err(refuse(h, "tokens per minute", detail, wait));
             }
+            let before = headers.remaining_tokens;
             tighten(
                 &mut headers.limit_tokens,
                 &mut headers.remaining_tokens,
                 tpm,
                 tpm - u.used,
             );
+            if headers.remaining_tokens != before {
+                headers.reset_tokens_secs = u.next_free_ms.div_ceil(1000);
+            }
         }
         let in_flight = a.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(max) = max_parallel {

@@ -327,11 +327,22 @@ async fn try_group(
                 });
             }
         }
-        // A spent budget closes the paid deployments; free local ones may still serve.
-        if let Some(over) = req.ctx.gate.and_then(|g| g.admission.over_budget()) {
-            candidates.retain(|(d, _)| d.is_local());
-            if candidates.is_empty() {
-                return Err(over);
+        // A budget closes the paid deployments whose estimate no longer fits; free ones
+        // (decided by price, not address) may still serve.
+        if let Some(gate) = req.ctx.gate {
+            let mut refused = None;
+            candidates.retain(|(d, _)| {
+                state.costs.is_free(d)
+                    || match gate.admission.fits(estimate(state, d, est_tokens, call)) {
+                        Ok(()) => true,
+                        Err(over) => {
+                            refused.get_or_insert(over);
+                            false
+                        }
+                    }
+            });
+            if let (true, Some(over)) = (candidates.is_empty(), refused) {
+                return Err(over.refuse());
             }
         }
         let now = router.now_ms();
@@ -386,6 +397,14 @@ async fn try_group(
         };
         let dep_state = Arc::clone(router.state(&dep));
         drop(candidates);
+        // Every paid attempt reserves its estimate first; a failed one gives it back when `hold`
+        // drops below, a served one keeps it until the request is charged.
+        let hold = match req.ctx.gate {
+            Some(gate) if !state.costs.is_free(&dep) => {
+                Some(gate.admission.reserve(estimate(state, &dep, est_tokens, call))?)
+            }
+            _ => None,
+        };
 
         dep_state.start(router.now_ms(), est_tokens);
         let guard = InFlight(dep_state.clone());
@@ -429,10 +448,14 @@ async fn try_group(
                 dep_state.record_latency(spent.as_micros() as u64);
                 outcome.route = Some(route);
                 outcome.reason = reason;
+                if let Some(h) = hold {
+                    h.keep();
+                }
                 return Ok(outcome);
             }
             Err(e) => e,
         };
+        drop(hold);
         if matches!(err, GatewayError::UpstreamTimeout { .. }) {
             // A timeout is the worst latency there is (LiteLLM records a 1000 s penalty).
             dep_state.record_latency(spent.as_micros().max(1_000_000) as u64 * 10);
@@ -485,6 +508,13 @@ async fn try_group(
             tried.clear();
         }
     }
+}
+
+/// The USD a paid attempt on `dep` reserves: the prompt estimate and the completion cap at its
+/// price.
+fn estimate(state: &AppState, dep: &Deployment, prompt: u64, call: &Call) -> f64 {
+    let out = crate::ledger::cost::output_estimate(dep, call.max_tokens());
+    state.costs.estimate(dep, prompt, out)
 }
 
 /// One try on `dep`. A whole answer is read here; a stream is handed on after its first chunk,
@@ -587,7 +617,10 @@ async fn attempt(
         };
         if state.config.router.routing_strategy == Strategy::UsageBased {
             if let Some(u) = usage_of(&bytes) {
-                state.router.state(dep).add_tokens(u.completion_tokens);
+                state
+                    .router
+                    .state(dep)
+                    .add_tokens(state.router.now_ms(), u.completion_tokens);
             }
         }
         drop(guard);

@@ -284,14 +284,17 @@ async fn budget_alerts_at_80_and_100_percent_and_records_carry_the_keys_alias_no
     let key = gw
         .generate_key(MASTER, json!({"key_alias": "budget-bot", "max_budget": 0.1}))
         .await;
-    // Each request costs a few cents: spend until the key is refused (bounded).
+    // Each request costs a few cents: spend until the key is refused (bounded). `max_tokens`
+    // keeps each request's reservation small, so the budget is used before it closes.
     let mut refused = false;
+    let mut body = ask("m", "spend some money please");
+    body["max_tokens"] = json!(5);
     for _ in 0..50 {
         let r = gw
             .client
             .post(gw.url("/v1/chat/completions"))
             .bearer_auth(&key)
-            .json(&ask("m", "spend some money please"))
+            .json(&body)
             .send()
             .await
             .unwrap();

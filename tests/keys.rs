@@ -15,7 +15,7 @@ fn config(db: &str, local: &MockUpstream, cloud: &MockUpstream, extra_general: &
     let (l, c) = (local.base_url(), cloud.base_url());
     let cloud_entry = |name: &str| {
         format!(
-            "  - model_name: {name}\n    litellm_params:\n      model: openai/cloud-m\n      api_base: {c}\n      api_key: sk-up\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\n    model_info:\n      local: false\n"
+            "  - model_name: {name}\n    litellm_params:\n      model: openai/cloud-m\n      api_base: {c}\n      api_key: sk-up\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\n    model_info:\n      local: false\n      max_output_tokens: 5\n"
         )
     };
     let local_entry = |name: &str| {
@@ -192,8 +192,8 @@ async fn budget_closes_paid_deployments_but_not_local_ones() {
             .unwrap();
         assert_eq!(team["team_id"], "t1");
         let key = new_key(&gw, json!({"max_budget": 0.001, "team_id": "t1"})).await;
-        // The first cloud call is admitted (spend 0) and spends past the budget.
-        assert_eq!(chat_as(&gw, &key, "cloud").await.status(), 200);
+        // A cloud call reserves its estimate (7 prompt + 5 completion tokens at its price, $0.017)
+        // before it is made: that does not fit $0.001, so nothing is spent past the budget.
         let over = chat_as(&gw, &key, "cloud").await;
         assert_eq!(over.status(), 400);
         assert_eq!(over.json::<Value>().await.unwrap()["error"]["type"], "budget_exceeded");
@@ -204,12 +204,12 @@ async fn budget_closes_paid_deployments_but_not_local_ones() {
             assert_eq!(r.status(), 200);
             assert_eq!(r.headers()["x-switchyard-route"], "local");
         }
-        // The team was charged too.
-        let info = admin_get(&gw, "/team/info?team_id=t1").await;
-        assert!(info["team_info"]["spend"].as_f64().unwrap() > 0.001);
         // Raising the budget reopens the cloud, counters intact.
         admin(&gw, "/key/update", json!({"key": key, "max_budget": 10})).await;
         assert_eq!(chat_as(&gw, &key, "cloud").await.status(), 200);
+        // The team was charged too.
+        let info = admin_get(&gw, "/team/info?team_id=t1").await;
+        assert!(info["team_info"]["spend"].as_f64().unwrap() > 0.0);
         // allow_cloud: false keeps a key local even on fallback.
         let local_only = new_key(&gw, json!({"allow_cloud": false})).await;
         assert_eq!(chat_as(&gw, &local_only, "cloud").await.status(), 503);
@@ -344,11 +344,11 @@ async fn concurrent_requests_overspend_by_at_most_one_each_and_shutdown_flushes(
             }
         }
         let spent = served as f64 * cost;
-        assert!(spent >= 0.05, "the budget was reached ({spent})");
-        assert!(
-            spent <= 0.05 + concurrency as f64 * cost + 1e-9,
-            "overspent: {spent} with cost {cost}"
-        );
+        // Each call reserves its estimate (7 prompt + 5 completion tokens) before it is made, so
+        // concurrent calls cannot overspend: refused only once the next estimate did not fit.
+        let estimate = 7.0 * 0.001 + 5.0 * 0.002;
+        assert!(spent + estimate > 0.05, "the budget was used ({spent})");
+        assert!(spent <= 0.05 + 1e-9, "overspent: {spent} with cost {cost}");
         let url = gw.url("/spend/logs?limit=10000");
         let before = gw
             .client

@@ -299,7 +299,8 @@ async fn usage_based_respects_rpm_and_cost_based_picks_the_cheapest() {
     assert_eq!((a.hits(), b.hits()), (3, 3));
     let r = gw.chat(json!({"model": "m", "messages": user("x")})).await;
     assert_eq!(r.status(), 429, "both at their rpm this minute");
-    clock.advance(Duration::from_secs(60));
+    // A sliding window: the first requests leave it 61 s later.
+    clock.advance(Duration::from_secs(61));
     assert_eq!(ok_count(&gw, "m", 2).await, 2, "a new minute");
 
     let cheap = MockUpstream::start().await.unwrap();

@@ -102,13 +102,21 @@ pub async fn handle(
         let gate = match caller.key() {
             Some(key) => {
                 let mut resets = Vec::new();
-                let gate = crate::auth::admit(key, crate::store::now_ms(), &mut resets);
+                let gate = crate::auth::admit(key, crate::store::now_ms(), &state.router.clock, &mut resets);
                 if let Some(ledger) = &state.ledger {
                     resets.into_iter().for_each(|r| ledger.reset(r));
                 }
-                let gate = gate?;
-                rate = Some(gate.admission.headers.clone());
-                Some(gate)
+                match gate {
+                    Ok(gate) => {
+                        rate = Some(gate.admission.headers.clone());
+                        Some(gate)
+                    }
+                    // A refusal says which limit, in the same headers.
+                    Err(refusal) => {
+                        rate = Some(refusal.headers);
+                        return Err(refusal.error);
+                    }
+                }
             }
             None => None,
         };
@@ -411,6 +419,9 @@ fn rate_headers(h: &mut HeaderMap, r: &RateHeaders) {
     }
     if any {
         h.insert("x-ratelimit-reset-requests", HeaderValue::from(r.reset_secs));
+    }
+    if r.limit_tokens.is_some() {
+        h.insert("x-ratelimit-reset-tokens", HeaderValue::from(r.reset_tokens_secs));
     }
 }
 

@@ -9,7 +9,8 @@ pub mod directory;
 pub mod keys;
 
 use crate::error::GatewayError;
-use crate::limits::{self, Admission, Reset};
+use crate::limits::{self, Admission, Refusal, Reset};
+use crate::routing::clock::Clock;
 use directory::{Directory, KeyEntry};
 use http::HeaderMap;
 use keys::digest;
@@ -141,9 +142,15 @@ fn key_caller(k: Arc<KeyEntry>) -> Result<Caller, GatewayError> {
     Ok(Caller::Key(k))
 }
 
-/// Admits a virtual key's request against its key, team and user limits.
-pub fn admit(key: &Arc<KeyEntry>, now: i64, resets: &mut Vec<Reset>) -> Result<Gate, GatewayError> {
-    let admission = limits::admit(key.accounts().cloned().collect(), now, resets)?;
+/// Admits a virtual key's request against its key, team and user limits (`now` in unix ms rolls
+/// budget periods; the rate windows run on `clock`).
+pub fn admit(
+    key: &Arc<KeyEntry>,
+    now: i64,
+    clock: &Arc<dyn Clock>,
+    resets: &mut Vec<Reset>,
+) -> Result<Gate, Box<Refusal>> {
+    let admission = limits::admit(key.accounts().cloned().collect(), now, clock, resets)?;
     Ok(Gate {
         key: key.clone(),
         admission,

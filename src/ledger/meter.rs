@@ -113,9 +113,8 @@ impl Meter {
             Some(d) if served.status < 400 => self.costs.price(d, &tokens, took),
             _ => (0.0, 0.0),
         };
-        let now = crate::store::now_ms();
         if let Some(g) = &self.gate {
-            g.admission.charge(now, spend, tokens.prompt + tokens.completion);
+            g.admission.charge(spend, tokens.prompt + tokens.completion);
         }
         let key = self.gate.as_ref().map(|g| &g.key);
         let mut tags = key.map(|k| k.tags.clone()).unwrap_or_default();

@@ -1,19 +1,25 @@
 //! Budgets and rate limits, enforced in memory on the hot path.
 //!
-//! Each principal (key, team, user) has an [`Account`]: its limits, its spend in the current
-//! budget period, and per-minute request and token windows. A request is admitted against every
-//! account of its caller at once ([`admit`]); the budget is checked again whenever a paid
-//! deployment is about to be called ([`Admission::over_budget`]), so an escalation from the local
-//! model to the cloud cannot spend past a budget. Spend lands in the accounts the moment a
-//! request completes, so concurrent requests overspend by at most one in-flight request each.
+//! Each principal (key, team, user) has an [`Account`]: its limits, its [`Budget`] (spend in the
+//! current period plus what requests in flight have reserved) and sliding one-minute
+//! [`Window`]s for requests and tokens. A request is admitted against every account of its
+//! caller at once ([`admit`]: rpm, tpm, parallel). Before each paid attempt the pipeline reserves
+//! the attempt's estimated cost on every account ([`Admission::reserve`]); the request settles
+//! with its actual cost when it ends ([`Admission::charge`]), and whatever is still reserved is
+//! given back when the [`Admission`] is dropped, on every path (error, client gone, panic).
 //! The database hears of spend through the ledger writer, by increments.
 
+pub mod budget;
 pub mod duration;
+pub mod window;
 
 use crate::error::GatewayError;
+use crate::routing::clock::Clock;
 use crate::store::spend::Principal;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use budget::{Budget, LocalBudget};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use window::{SlidingWindow, Usage, Window};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountLimits {
@@ -65,20 +71,27 @@ pub struct Reset {
     pub next: i64,
 }
 
-const MINUTE_MS: i64 = 60_000;
-
 pub struct Account {
     pub principal: Principal,
     pub id: String,
     limits: RwLock<AccountLimits>,
-    /// USD in this budget period, as f64 bits.
-    spend: AtomicU64,
+    budget: Box<dyn Budget>,
     /// Unix ms of the next budget reset; 0 when the budget never resets.
     reset_at: AtomicI64,
-    window: AtomicI64,
-    requests: AtomicU64,
-    tokens: AtomicU64,
+    requests: Box<dyn Window>,
+    tokens: Box<dyn Window>,
     in_flight: AtomicU64,
+    /// Set when a paid request was refused for this budget, until the alert reads it.
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("principal", &self.principal)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Account {
@@ -87,13 +100,19 @@ impl Account {
             principal,
             id,
             limits: RwLock::new(limits),
-            spend: AtomicU64::new(spend.to_bits()),
+            budget: Box::new(LocalBudget::new(spend)),
             reset_at: AtomicI64::new(reset_at.unwrap_or(0)),
-            window: AtomicI64::new(0),
-            requests: AtomicU64::new(0),
-            tokens: AtomicU64::new(0),
+            requests: Box::new(SlidingWindow::new()),
+            tokens: Box::new(SlidingWindow::new()),
             in_flight: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a paid request was refused for this budget since the last call (the budget alert
+    /// reports a closed budget once, even though reservations keep spend below 100%).
+    pub fn take_closed(&self) -> bool {
+        self.closed.swap(false, Ordering::Relaxed)
     }
 
     /// Reads the limits in place (the hot path never clones the model list).
@@ -113,16 +132,12 @@ impl Account {
     }
 
     pub fn spend(&self) -> f64 {
-        f64::from_bits(self.spend.load(Ordering::Relaxed))
+        self.budget.spend()
     }
 
-    pub fn add_spend(&self, usd: f64) {
-        if usd <= 0.0 {
-            return;
-        }
-        let _ = self.spend.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-            Some((f64::from_bits(b) + usd).to_bits())
-        });
+    /// USD reserved by this account's requests in flight.
+    pub fn reserved(&self) -> f64 {
+        self.budget.reserved()
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -141,7 +156,8 @@ impl Account {
         self.reset_at
             .compare_exchange(at, next, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
-        self.spend.store(0f64.to_bits(), Ordering::Relaxed);
+        self.budget.reset();
+        self.closed.store(false, Ordering::Relaxed);
         Some(Reset {
             principal: self.principal,
             id: self.id.clone(),
@@ -150,36 +166,20 @@ impl Account {
         })
     }
 
-    /// Moves the per-minute window forward when the minute changed.
-    fn roll_window(&self, now: i64) -> i64 {
-        let minute = now / MINUTE_MS;
-        let cur = self.window.load(Ordering::Acquire);
-        if cur != minute
-            && self
-                .window
-                .compare_exchange(cur, minute, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            self.requests.store(0, Ordering::Release);
-            self.tokens.store(0, Ordering::Release);
-        }
-        minute
-    }
-
-    pub fn add_tokens(&self, now: i64, tokens: u64) {
-        self.roll_window(now);
-        self.tokens.fetch_add(tokens, Ordering::Relaxed);
-    }
-
-    fn over_budget(&self) -> Option<GatewayError> {
-        let max = self.with_limits(|l| l.max_budget)?;
-        let spend = self.spend();
-        (spend >= max).then(|| GatewayError::BudgetExceeded {
+    /// The budget error in LiteLLM's words, for a reservation that did not fit.
+    fn budget_error(&self, full: budget::Full, max: f64) -> GatewayError {
+        let spend = full.spend;
+        let held = if full.reserved > 0.0 {
+            format!(", reserved by requests in flight: {}", full.reserved)
+        } else {
+            String::new()
+        };
+        GatewayError::BudgetExceeded {
             message: format!(
-                "Budget has been exceeded! {} budget: current cost: {spend}, max budget: {max}",
+                "Budget has been exceeded! {} budget: current cost: {spend}, max budget: {max}{held}",
                 self.label()
             ),
-        })
+        }
     }
 
     fn label(&self) -> String {
@@ -198,102 +198,257 @@ pub struct RateHeaders {
     pub remaining_requests: Option<u64>,
     pub limit_tokens: Option<u64>,
     pub remaining_tokens: Option<u64>,
-    /// Seconds until the minute window resets.
+    /// Seconds until the tightest request window has room again (its oldest request leaves).
     pub reset_secs: u64,
+    /// Seconds until the tightest token window's oldest tokens leave it.
+    pub reset_tokens_secs: u64,
 }
 
-/// A request admitted against its caller's accounts; dropping it releases the parallel slots.
-pub struct Admission {
-    accounts: Vec<Arc<Account>>,
+/// A request refused by a limit: the error, and the headers that say which limit and for how long
+/// (boxed where returned: refusals are the cold path).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: GatewayError,
     pub headers: RateHeaders,
 }
 
+/// A request admitted against its caller's accounts. Dropping it frees the parallel slots and
+/// gives back any budget still reserved, so nothing leaks on any path.
+pub struct Admission {
+    accounts: Vec<Arc<Account>>,
+    pub headers: RateHeaders,
+    clock: Arc<dyn Clock>,
+    /// USD reserved for the attempt that is serving the request (f64 bits), until settled.
+    held: AtomicU64,
+}
+
 impl Admission {
-    /// The budget error when any account is at or past its budget: paid deployments are then off limits.
-    pub fn over_budget(&self) -> Option<GatewayError> {
-        self.accounts.iter().find_map(|a| a.over_budget())
+    /// Whether a paid attempt estimated at `usd` would fit every budget now.
+    pub fn fits(&self, usd: f64) -> Result<(), OverBudget> {
+        for a in &self.accounts {
+            let max = a.with_limits(|l| l.max_budget);
+            if let (Err(full), Some(max)) = (a.budget.fits(usd, max), max) {
+                return Err(OverBudget {
+                    account: a.clone(),
+                    full,
+                    max,
+                });
+            }
+        }
+        Ok(())
     }
 
-    /// Charges a completed request to every account.
-    pub fn charge(&self, now: i64, usd: f64, tokens: u64) {
+    /// Reserves `usd` on every account before a paid attempt. The [`Hold`] gives it back when
+    /// dropped, unless the attempt served the request ([`Hold::keep`]): then it stays until the
+    /// request is charged.
+    pub fn reserve(&self, usd: f64) -> Result<Hold<'_>, GatewayError> {
+        let usd = usd.max(0.0);
+        for (i, a) in self.accounts.iter().enumerate() {
+            let max = a.with_limits(|l| l.max_budget);
+            if let Err(full) = a.budget.try_reserve(usd, max) {
+                for done in &self.accounts[..i] {
+                    done.budget.release(usd);
+                }
+                a.closed.store(true, Ordering::Relaxed);
+                return Err(a.budget_error(full, max.unwrap_or(0.0)));
+            }
+        }
+        Ok(Hold {
+            admission: self,
+            usd,
+            kept: false,
+        })
+    }
+
+    fn take_held(&self) -> f64 {
+        f64::from_bits(self.held.swap(0f64.to_bits(), Ordering::AcqRel))
+    }
+
+    /// Settles a finished request: its actual cost replaces its reservation on every account, and
+    /// its tokens count in the tpm windows.
+    pub fn charge(&self, usd: f64, tokens: u64) {
+        let held = self.take_held();
+        let now = self.clock.now_ms();
         for a in &self.accounts {
-            a.add_spend(usd);
-            a.add_tokens(now, tokens);
+            a.budget.settle(held, usd);
+            a.tokens.add(now, tokens);
         }
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
+        let held = self.take_held();
         for a in &self.accounts {
             a.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if held > 0.0 {
+                a.budget.release(held);
+            }
+        }
+    }
+}
+
+/// A paid attempt that would not fit an account's budget.
+#[derive(Debug)]
+pub struct OverBudget {
+    account: Arc<Account>,
+    full: budget::Full,
+    max: f64,
+}
+
+impl OverBudget {
+    /// The request is refused for it: the account is marked closed (for the budget alert) and
+    /// the error is LiteLLM's.
+    pub fn refuse(self) -> GatewayError {
+        self.account.closed.store(true, Ordering::Relaxed);
+        self.account.budget_error(self.full, self.max)
+    }
+}
+
+/// One paid attempt's reservation; released when dropped unless kept.
+pub struct Hold<'a> {
+    admission: &'a Admission,
+    usd: f64,
+    kept: bool,
+}
+
+impl Hold<'_> {
+    /// The attempt served the request: the reservation stays until [`Admission::charge`] (or the
+    /// admission's drop) settles it.
+    pub fn keep(mut self) {
+        self.kept = true;
+        let usd = self.usd;
+        let _ = self
+            .admission
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some((f64::from_bits(b) + usd).to_bits())
+            });
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            for a in &self.admission.accounts {
+                a.budget.release(self.usd);
+            }
         }
     }
 }
 
 /// Admits one request against `accounts` (rpm, tpm, parallel), rolling budget periods on the way.
-/// Budget is not refused here: a caller over budget may still use free (local) deployments; the
-/// pipeline asks [`Admission::over_budget`] before each paid attempt.
-pub fn admit(accounts: Vec<Arc<Account>>, now: i64, resets: &mut Vec<Reset>) -> Result<Admission, GatewayError> {
-    let mut headers = RateHeaders {
-        reset_secs: ((MINUTE_MS - now.rem_euclid(MINUTE_MS)) as u64).div_ceil(1000),
-        ..Default::default()
-    };
-    let mut taken: Vec<Arc<Account>> = Vec::with_capacity(accounts.len());
+/// `now_unix_ms` rolls budget periods; the windows run on `clock` (the gateway's monotonic
+/// clock, which tests move by hand). Budget is not refused here: a caller with no budget left may
+/// still use free deployments; the pipeline reserves before each paid attempt.
+pub fn admit(
+    accounts: Vec<Arc<Account>>,
+    now_unix_ms: i64,
+    clock: &Arc<dyn Clock>,
+    resets: &mut Vec<Reset>,
+) -> Result<Admission, Box<Refusal>> {
+    let now = clock.now_ms();
+    let mut headers = RateHeaders::default();
+    // Taken back from the accounts already passed when a later one refuses.
     let undo = |taken: &[Arc<Account>]| {
         for a in taken {
             a.in_flight.fetch_sub(1, Ordering::Relaxed);
-            a.requests.fetch_sub(1, Ordering::Relaxed);
+            if a.with_limits(|l| l.rpm.is_some()) {
+                a.requests.remove(now, 1);
+            }
         }
     };
-    for a in &accounts {
+    for (i, a) in accounts.iter().enumerate() {
         let (budget_ms, rpm, tpm, max_parallel) = a.with_limits(|l| (l.budget_ms, l.rpm, l.tpm, l.max_parallel));
-        if let Some(r) = a.roll_budget(now, budget_ms) {
+        if let Some(r) = a.roll_budget(now_unix_ms, budget_ms) {
             resets.push(r);
         }
-        a.roll_window(now);
-        let requests = a.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        let in_flight = a.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        let tokens = a.tokens.load(Ordering::Acquire);
-        let refuse = |what: &str, detail: String| {
-            a.requests.fetch_sub(1, Ordering::Relaxed);
-            a.in_flight.fetch_sub(1, Ordering::Relaxed);
-            undo(&taken);
-            GatewayError::RateLimited {
-                message: format!("Rate limit exceeded for {}: {what} ({detail}).", a.label()),
-                retry_after_secs: headers.reset_secs.max(1),
-            }
+        let refuse = |headers: RateHeaders, what: &str, detail: String, wait_ms: u64| {
+            undo(&accounts[..i]);
+            Box::new(Refusal {
+                error: GatewayError::RateLimited {
+                    message: format!("Rate limit exceeded for {}: {what} ({detail}).", a.label()),
+                    retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                },
+                headers,
+            })
         };
         if let Some(rpm) = rpm {
-            if requests > rpm {
-                return Err(refuse("requests per minute", format!("limit {rpm}")));
+            match a.requests.try_add(now, 1, rpm) {
+                Ok(u) => tighten_requests(&mut headers, rpm, u),
+                Err(u) => {
+                    let wait = a.requests.wait_ms(now, rpm.saturating_sub(1));
+                    let mut h = headers.clone();
+                    h.limit_requests = Some(rpm);
+                    h.remaining_requests = Some(0);
+                    h.reset_secs = wait.div_ceil(1000);
+                    let detail = format!("limit {rpm}, used {} in the last minute", u.used);
+                    return Err(refuse(h, "requests per minute", detail, wait));
+                }
             }
-            tighten(
-                &mut headers.limit_requests,
-                &mut headers.remaining_requests,
-                rpm,
-                rpm - requests,
-            );
         }
-        if let Some(tpm) = tpm {
-            if tokens >= tpm {
-                return Err(refuse("tokens per minute", format!("limit {tpm}, used {tokens}")));
+        let undo_request = || {
+            if rpm.is_some() {
+                a.requests.remove(now, 1);
             }
+        };
+        if let Some(tpm) = tpm {
+            let u = a.tokens.usage(now);
+            if u.used >= tpm {
+                undo_request();
+                let wait = a.tokens.wait_ms(now, tpm.saturating_sub(1));
+                let mut h = headers.clone();
+                h.limit_tokens = Some(tpm);
+                h.remaining_tokens = Some(0);
+                h.reset_tokens_secs = wait.div_ceil(1000);
+                let detail = format!("limit {tpm}, used {} in the last minute", u.used);
+                return Err(refuse(h, "tokens per minute", detail, wait));
+            }
+            let before = headers.remaining_tokens;
             tighten(
                 &mut headers.limit_tokens,
                 &mut headers.remaining_tokens,
                 tpm,
-                tpm - tokens,
+                tpm - u.used,
             );
-        }
-        if let Some(max) = max_parallel {
-            if in_flight > max {
-                return Err(refuse("max parallel requests", format!("limit {max}")));
+            if headers.remaining_tokens != before {
+                headers.reset_tokens_secs = u.next_free_ms.div_ceil(1000);
             }
         }
-        taken.push(a.clone());
+        let in_flight = a.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(max) = max_parallel {
+            if in_flight > max {
+                a.in_flight.fetch_sub(1, Ordering::Relaxed);
+                undo_request();
+                let wait = 1_000;
+                return Err(refuse(
+                    headers.clone(),
+                    "max parallel requests",
+                    format!("limit {max}"),
+                    wait,
+                ));
+            }
+        }
     }
-    Ok(Admission { accounts, headers })
+    Ok(Admission {
+        accounts,
+        headers,
+        clock: clock.clone(),
+        held: AtomicU64::new(0f64.to_bits()),
+    })
+}
+
+fn tighten_requests(h: &mut RateHeaders, rpm: u64, u: Usage) {
+    let before = h.remaining_requests;
+    tighten(
+        &mut h.limit_requests,
+        &mut h.remaining_requests,
+        rpm,
+        rpm.saturating_sub(u.used),
+    );
+    if h.remaining_requests != before {
+        h.reset_secs = u.next_free_ms.div_ceil(1000);
+    }
 }
 
 fn tighten(limit: &mut Option<u64>, remaining: &mut Option<u64>, l: u64, r: u64) {
@@ -306,9 +461,18 @@ fn tighten(limit: &mut Option<u64>, remaining: &mut Option<u64>, l: u64, r: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::clock::ManualClock;
 
     fn acct(limits: AccountLimits) -> Arc<Account> {
         Arc::new(Account::new(Principal::Key, "k".into(), limits, 0.0, None))
+    }
+
+    /// Admits at `now` ms on both clocks.
+    fn admit_at(accounts: Vec<Arc<Account>>, now: i64, resets: &mut Vec<Reset>) -> Result<Admission, GatewayError> {
+        let clock = Arc::new(ManualClock::default());
+        clock.advance(std::time::Duration::from_millis(now as u64));
+        let clock: Arc<dyn Clock> = clock;
+        admit(accounts, now, &clock, resets).map_err(|r| r.error)
     }
 
     #[test]
@@ -319,30 +483,58 @@ mod tests {
             ..Default::default()
         });
         let mut resets = Vec::new();
-        let first = admit(vec![a.clone()], 1_000, &mut resets).unwrap();
+        let first = admit_at(vec![a.clone()], 1_000, &mut resets).unwrap();
         assert_eq!(first.headers.remaining_requests, Some(1));
         // Parallel limit: the second concurrent request is refused and leaves no trace.
         assert!(matches!(
-            admit(vec![a.clone()], 1_000, &mut resets),
+            admit_at(vec![a.clone()], 1_000, &mut resets),
             Err(GatewayError::RateLimited { .. })
         ));
         drop(first);
         assert_eq!(a.in_flight(), 0);
-        let second = admit(vec![a.clone()], 2_000, &mut resets).unwrap();
+        let second = admit_at(vec![a.clone()], 2_000, &mut resets).unwrap();
         drop(second);
-        // rpm 2 used up in this minute, free again in the next.
-        let e = admit(vec![a.clone()], 3_000, &mut resets).err().unwrap();
+        // rpm 2 used up for the next minute: room again once the first request is 60 s old.
+        let e = admit_at(vec![a.clone()], 3_000, &mut resets).err().unwrap();
         assert!(
             matches!(
                 e,
                 GatewayError::RateLimited {
-                    retry_after_secs: 57,
+                    retry_after_secs: 59,
                     ..
                 }
             ),
             "{e:?}"
         );
-        assert!(admit(vec![a.clone()], 61_000, &mut resets).is_ok());
+        assert!(
+            admit_at(vec![a.clone()], 61_000, &mut resets).is_err(),
+            "still within 60 s"
+        );
+        assert!(admit_at(vec![a.clone()], 62_000, &mut resets).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_by_a_later_account_leaves_no_trace_on_earlier_ones() {
+        let key = acct(AccountLimits {
+            rpm: Some(5),
+            max_parallel: Some(5),
+            ..Default::default()
+        });
+        let team = acct(AccountLimits {
+            rpm: Some(1),
+            ..Default::default()
+        });
+        let mut resets = Vec::new();
+        let ok = admit_at(vec![key.clone(), team.clone()], 0, &mut resets).unwrap();
+        assert_eq!(ok.headers.remaining_requests, Some(0), "the tightest limit is reported");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
+        let refused = admit(vec![key.clone(), team.clone()], 0, &clock, &mut resets)
+            .err()
+            .unwrap();
+        assert_eq!(refused.headers.limit_requests, Some(1));
+        assert_eq!(refused.headers.remaining_requests, Some(0));
+        assert_eq!(key.in_flight(), 1);
+        assert_eq!(key.requests.usage(0).used, 1);
     }
 
     #[test]
@@ -359,17 +551,89 @@ mod tests {
             Some(10_000),
         ));
         let mut resets = Vec::new();
-        let adm = admit(vec![a.clone()], 9_999, &mut resets).unwrap();
-        assert!(adm.over_budget().is_some());
+        let adm = admit_at(vec![a.clone()], 9_999, &mut resets).unwrap();
+        assert!(adm.fits(0.0).is_err());
         drop(adm);
-        let adm = admit(vec![a.clone()], 12_500, &mut resets).unwrap();
-        assert!(adm.over_budget().is_none());
+        let adm = admit_at(vec![a.clone()], 12_500, &mut resets).unwrap();
+        assert!(adm.fits(0.0).is_ok());
         assert_eq!(resets.len(), 1);
         assert_eq!(resets[0].next, 13_000);
         assert_eq!(resets[0].seen, Some(10_000));
-        adm.charge(12_500, 0.75, 10);
-        assert!(adm.over_budget().is_none());
-        adm.charge(12_600, 0.25, 10);
-        assert!(adm.over_budget().is_some());
+        adm.charge(0.75, 10);
+        assert!(adm.fits(0.0).is_ok());
+        assert!(adm.fits(0.5).is_err());
+        adm.charge(0.25, 10);
+        assert!(adm.fits(0.0).is_err());
+    }
+
+    #[test]
+    fn reservations_are_released_on_every_path() {
+        let key = acct(AccountLimits {
+            max_budget: Some(1.0),
+            ..Default::default()
+        });
+        let team = acct(AccountLimits::default());
+        let mut resets = Vec::new();
+        let a = admit_at(vec![key.clone(), team.clone()], 0, &mut resets).unwrap();
+        let b = admit_at(vec![key.clone(), team.clone()], 0, &mut resets).unwrap();
+        let held = a.reserve(0.6).unwrap();
+        // A concurrent request cannot reserve what the first holds.
+        assert!(matches!(b.reserve(0.6), Err(GatewayError::BudgetExceeded { .. })));
+        // A failed attempt gives its reservation back.
+        drop(held);
+        assert_eq!(key.reserved(), 0.0);
+        // A served one keeps it until charged with the actual cost.
+        a.reserve(0.6).unwrap().keep();
+        assert!((key.reserved() - 0.6).abs() < 1e-12);
+        a.charge(0.2, 5);
+        assert_eq!(key.reserved(), 0.0);
+        assert!((key.spend() - 0.2).abs() < 1e-12);
+        assert!((team.spend() - 0.2).abs() < 1e-12);
+        // Dropped before it was charged (client gone, panic): given back.
+        b.reserve(0.7).unwrap().keep();
+        drop(b);
+        assert_eq!(key.reserved(), 0.0);
+        assert_eq!(team.reserved(), 0.0);
+        // A panic while an attempt holds a reservation releases it too.
+        let c = admit_at(vec![key.clone()], 0, &mut resets).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = c.reserve(0.5).unwrap();
+            panic!("attempt blew up");
+        }));
+        assert!(r.is_err());
+        assert_eq!(key.reserved(), 0.0);
+    }
+
+    #[test]
+    fn a_minute_boundary_does_not_double_rpm() {
+        let a = acct(AccountLimits {
+            rpm: Some(10),
+            ..Default::default()
+        });
+        let mut resets = Vec::new();
+        let mut admitted = 0;
+        for now in [59_500, 60_500] {
+            for _ in 0..10 {
+                if admit_at(vec![a.clone()], now, &mut resets).is_ok() {
+                    admitted += 1;
+                }
+            }
+        }
+        assert_eq!(admitted, 10, "20 requests within one second, rpm 10");
+    }
+
+    #[test]
+    fn tpm_counts_the_tokens_of_the_last_minute() {
+        let a = acct(AccountLimits {
+            tpm: Some(100),
+            ..Default::default()
+        });
+        let mut resets = Vec::new();
+        let adm = admit_at(vec![a.clone()], 59_000, &mut resets).unwrap();
+        assert_eq!(adm.headers.remaining_tokens, Some(100));
+        // Tokens are counted when the request ends, on the admission's clock.
+        adm.charge(0.0, 100);
+        let e = admit_at(vec![a.clone()], 60_500, &mut resets).err().unwrap();
+        assert!(matches!(e, GatewayError::RateLimited { .. }), "{e:?}");
     }
 }

@@ -8,7 +8,7 @@
 //! - `latency-based-routing`: EWMA latency (time to first byte for streams); uniform among those
 //!   within `(1 + lowest_latency_buffer)` of the lowest; unmeasured deployments count as 0, so
 //!   each gets tried (as LiteLLM).
-//! - `usage-based-routing(-v2)`: lowest tokens used this minute, by power of two choices.
+//! - `usage-based-routing(-v2)`: lowest tokens used in the last minute, by power of two choices.
 //! - `cost-based-routing`: cheapest per token (overrides, else the built-in table).
 //!
 //! Lower `order` values are preferred throughout: only the best order present is eligible.
@@ -43,7 +43,7 @@ pub fn pick<'a>(strategy: Strategy, buffer: f64, candidates: &[Candidate<'a>], n
         Strategy::LeastBusy => two_choices(&pool, &mut rng, |(_, s)| {
             s.in_flight.load(std::sync::atomic::Ordering::Relaxed) as f64
         }),
-        Strategy::UsageBased => two_choices(&pool, &mut rng, |(_, s)| s.tokens_this_minute(now_ms) as f64),
+        Strategy::UsageBased => two_choices(&pool, &mut rng, |(_, s)| s.tokens_last_minute(now_ms) as f64),
         Strategy::LatencyBased => {
             let lowest = pool.iter().map(|(_, s)| s.latency_us()).min().unwrap_or(0) as f64;
             let limit = lowest * (1.0 + buffer);

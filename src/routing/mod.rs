@@ -305,14 +305,21 @@ impl Router {
         }
         if matches!(settings.routing_strategy, Strategy::UsageBased | Strategy::LatencyBased) {
             let before = live.len();
+            let mut wait_ms = u64::MAX;
             live.retain(|(d, s)| {
-                d.rpm.is_none_or(|r| s.requests_this_minute(now) < r)
-                    && d.tpm.is_none_or(|t| s.tokens_this_minute(now) + est_tokens <= t)
+                let fits = d.rpm.is_none_or(|r| s.requests_last_minute(now) < r)
+                    && d.tpm.is_none_or(|t| s.tokens_last_minute(now) + est_tokens <= t);
+                if !fits {
+                    wait_ms = wait_ms.min(s.limit_wait_ms(now, d.rpm, d.tpm, est_tokens));
+                }
+                fits
             });
             if live.is_empty() && before > 0 {
                 return Err(GatewayError::NoDeployments {
                     model: group.name.clone(),
-                    retry_after: Duration::from_millis(60_000 - now % 60_000),
+                    // When the first deployment's sliding window has room again, in whole
+                    // seconds rounded up (Retry-After is in seconds).
+                    retry_after: Duration::from_secs(wait_ms.clamp(1, 61_000).div_ceil(1000)),
                     cooldown_list: vec![],
                 });
             }

@@ -9,6 +9,7 @@
 //! to "this minute" reset when a request sees a new minute (a race there can lose a count at the
 //! boundary, which routing tolerates).
 
+use crate::limits::window::{SlidingWindow, Window};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -23,6 +24,10 @@ pub struct DeploymentState {
     requests_this_minute: AtomicU64,
     failures_this_minute: AtomicU64,
     tokens_this_minute: AtomicU64,
+    /// The deployment's `rpm`/`tpm` as sliding one-minute windows (a calendar minute would let a
+    /// burst on each side of its boundary through, twice the limit).
+    rpm_window: SlidingWindow,
+    tpm_window: SlidingWindow,
     /// Failures counted towards `allowed_fails`, in a window as long as the cooldown.
     fail_window_start_ms: AtomicU64,
     fails_in_window: AtomicU64,
@@ -64,6 +69,8 @@ impl DeploymentState {
         self.in_flight.fetch_add(1, Relaxed);
         self.requests_this_minute.fetch_add(1, Relaxed);
         self.tokens_this_minute.fetch_add(est_tokens, Relaxed);
+        self.rpm_window.add(now_ms, 1);
+        self.tpm_window.add(now_ms, est_tokens);
     }
 
     pub fn finish(&self) {
@@ -98,8 +105,26 @@ impl DeploymentState {
         self.latency_ewma_us.load(Relaxed)
     }
 
-    pub fn add_tokens(&self, n: u64) {
+    pub fn add_tokens(&self, now_ms: u64, n: u64) {
         self.tokens_this_minute.fetch_add(n, Relaxed);
+        self.tpm_window.add(now_ms, n);
+    }
+
+    /// Requests dispatched in the last 60 s (the sliding window `rpm` is held to).
+    pub fn requests_last_minute(&self, now_ms: u64) -> u64 {
+        self.rpm_window.usage(now_ms).used
+    }
+
+    /// Tokens counted in the last 60 s (the sliding window `tpm` is held to).
+    pub fn tokens_last_minute(&self, now_ms: u64) -> u64 {
+        self.tpm_window.usage(now_ms).used
+    }
+
+    /// Milliseconds until a request of `est_tokens` fits this deployment's `rpm` and `tpm`.
+    pub fn limit_wait_ms(&self, now_ms: u64, rpm: Option<u64>, tpm: Option<u64>, est_tokens: u64) -> u64 {
+        let r = rpm.map_or(0, |r| self.rpm_window.wait_ms(now_ms, r.saturating_sub(1)));
+        let t = tpm.map_or(0, |t| self.tpm_window.wait_ms(now_ms, t.saturating_sub(est_tokens)));
+        r.max(t)
     }
 
     pub fn requests_this_minute(&self, now_ms: u64) -> u64 {

@@ -115,8 +115,12 @@ impl Alerts {
             };
             let after = acct.spend();
             let before = after - done.row.spend;
+            // Reservations keep spend below the budget: a paid request refused for it is the
+            // budget reaching 100%.
+            let closed = acct.take_closed();
             for step in BUDGET_STEPS {
-                if before < step * max && after >= step * max {
+                let reached = before < step * max && after >= step * max;
+                if reached || (closed && step >= 1.0) {
                     let (kind, name) = match acct.principal {
                         Principal::Key => ("key", gate.key.key_alias.clone().unwrap_or_else(|| short(&acct.id))),
                         Principal::Team => ("team", acct.id.clone()),
@@ -127,7 +131,8 @@ impl Alerts {
                         AlertType::Budget,
                         &format!("budget:{kind}:{}:{pct}", acct.id),
                         format!(
-                            ":moneybag: Budget: {kind} `{name}` has spent ${after:.4} of its ${max:.4} budget ({pct}% reached)"
+                            ":moneybag: Budget: {kind} `{name}` has spent ${after:.4} of its ${max:.4} budget ({pct}% reached{})",
+                            if reached { "" } else { ": the next request's estimated cost does not fit" }
                         ),
                     );
                 }
@@ -151,7 +156,7 @@ impl RequestObserver for Alerts {
                 *last = Some(e.chars().take(300).collect());
             }
         }
-        if self.on(AlertType::Budget) && r.spend > 0.0 {
+        if self.on(AlertType::Budget) && (r.spend > 0.0 || r.status == 400) {
             self.check_budgets(done);
         }
         if self.on(AlertType::Slow) && !failed && r.latency_ms >= self.settings.slow_request.as_secs_f64() * 1000.0 {

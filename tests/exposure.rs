@@ -605,3 +605,44 @@ async fn openapi_lists_every_route_and_every_route_answers_errors_in_json() {
     }
     gw.stop().await;
 }
+
+/// An upstream that answers 200 with a body that is not JSON, to a request the gateway must
+/// translate (OpenAI wire, Anthropic client): the upstream's fault, a 502 in Anthropic's shape
+/// (it was a 500 blamed on the gateway, so it neither failed over nor cooled the deployment).
+#[tokio::test]
+async fn an_unreadable_upstream_body_is_a_502_blamed_on_the_upstream() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Bounded: with num_retries 0 the gateway connects once.
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 16384];
+        let _ = s.read(&mut buf).await.unwrap();
+        let body = "<html>not json</html>";
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(resp.as_bytes()).await.unwrap();
+    });
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/up\n      api_base: http://{addr}/v1\n      api_key: sk-x\nrouter_settings:\n  num_retries: 0\ngeneral_settings:\n  disable_database: true\n"
+    );
+    let gw = spawn(&yaml).await;
+    let r = gw
+        .post(
+            "/v1/messages",
+            json!({"model": "m", "max_tokens": 5, "messages": user("hi")}),
+        )
+        .await;
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, 502, "{body}");
+    assert_anthropic_error(&body);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("unreadable JSON"),
+        "{body}"
+    );
+    server.await.unwrap();
+    gw.stop().await;
+}

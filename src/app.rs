@@ -3,11 +3,15 @@
 //! A request's path through the stack, outermost first:
 //! 1. `request_context`: assigns the request id (honouring an incoming `x-request-id`), stamps
 //!    the arrival time, and echoes the id on every response, errors included;
-//! 2. `server::body::deadline`: the request body must arrive within `request_body_timeout_s`
+//! 2. `api::exposure::guard`: without a master key, refuses a `Host` that is not loopback (DNS
+//!    rebinding); answers CORS preflights of configured origins and adds their headers; renders
+//!    any error the framework produced (extractor rejections, 404, 405) as JSON in the dialect;
+//! 3. `server::body::deadline`: the request body must arrive within `request_body_timeout_s`
 //!    (else a 408 in the route's dialect);
-//! 3. the route's handler (`api::openai`, `api::health`): authenticates, reads the body under
+//! 4. on POST routes, `api::exposure::require_json`: refuses non-JSON bodies with 415;
+//! 5. the route's handler (`api::openai`, `api::health`): authenticates, reads the body under
 //!    the size limit, parses the dialect, and calls `pipeline::run`;
-//! 4. the handler turns the outcome or the error into the dialect's response and headers.
+//! 6. the handler turns the outcome or the error into the dialect's response and headers.
 
 use crate::api;
 use crate::auth::directory::Directory;
@@ -26,9 +30,9 @@ use crate::telemetry::metrics::Metrics;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use http::HeaderValue;
+use http::{HeaderValue, Method};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -141,75 +145,105 @@ pub struct RequestCtx {
     pub started: Instant,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    let openai = Router::new()
-        .route("/v1/chat/completions", post(api::openai::chat_completions))
-        .route("/chat/completions", post(api::openai::chat_completions))
-        .route("/v1/completions", post(api::openai::completions))
-        .route("/completions", post(api::openai::completions))
-        .route("/v1/embeddings", post(api::openai::embeddings))
-        .route("/embeddings", post(api::openai::embeddings))
-        .route("/v1/messages", post(api::anthropic::messages))
-        .route("/v1/messages/count_tokens", post(api::anthropic::count_tokens))
-        .route("/v1/models", get(api::openai::list_models))
-        .route("/models", get(api::openai::list_models))
-        .route("/v1/models/{*id}", get(api::openai::get_model))
-        .route("/models/{*id}", get(api::openai::get_model));
-    let health = Router::new()
-        .route("/health/liveliness", get(api::health::liveliness))
-        .route("/health/liveness", get(api::health::liveliness))
-        .route("/health/readiness", get(api::health::readiness))
-        .route("/health", get(api::health::health))
-        .route("/model/info", get(api::admin::model_info))
-        .route("/status", get(api::admin::status))
-        .route("/key/generate", post(api::keys::generate))
-        .route("/key/info", get(api::keys::info))
-        .route("/key/update", post(api::keys::update))
-        .route("/key/delete", post(api::keys::delete))
-        .route("/key/list", get(api::keys::list))
-        .route("/key/regenerate", post(api::keys::regenerate))
-        .route("/team/new", post(api::keys::team_new))
-        .route("/team/info", get(api::keys::team_info))
-        .route("/team/update", post(api::keys::team_update))
-        .route("/user/new", post(api::keys::user_new))
-        .route("/user/info", get(api::keys::user_info))
-        .route("/spend/logs", get(api::spend::logs))
-        .route("/spend/tags", get(api::spend::tags))
-        .route("/global/spend", get(api::spend::global))
-        .route("/global/spend/models", get(api::spend::by_model))
-        .route("/global/spend/keys", get(api::spend::by_key))
-        .route("/global/spend/report", get(api::spend::report))
-        .route("/savings", get(api::spend::savings))
-        .route("/v1/model/info", get(api::admin::model_info))
-        .route("/", get(api::health::root));
+/// A route's handlers for one method.
+type Handler = MethodRouter<Arc<AppState>>;
+
+/// Every route of the main listener with its method. `router` registers exactly these and
+/// `/openapi.json` describes each of them (`tests/exposure.rs` holds the two together).
+fn routes(config: &Config) -> Vec<(Method, &'static str, Handler)> {
+    use api::{admin, anthropic, health, keys, openai, spend};
+    let p = |h: Handler| (Method::POST, h);
+    let g = |h: Handler| (Method::GET, h);
+    let mut table: Vec<(&'static str, (Method, Handler))> = vec![
+        ("/v1/chat/completions", p(post(openai::chat_completions))),
+        ("/chat/completions", p(post(openai::chat_completions))),
+        ("/v1/completions", p(post(openai::completions))),
+        ("/completions", p(post(openai::completions))),
+        ("/v1/embeddings", p(post(openai::embeddings))),
+        ("/embeddings", p(post(openai::embeddings))),
+        ("/v1/messages", p(post(anthropic::messages))),
+        ("/v1/messages/count_tokens", p(post(anthropic::count_tokens))),
+        ("/v1/models", g(get(openai::list_models))),
+        ("/models", g(get(openai::list_models))),
+        ("/v1/models/{*id}", g(get(openai::get_model))),
+        ("/models/{*id}", g(get(openai::get_model))),
+        ("/health/liveliness", g(get(health::liveliness))),
+        ("/health/liveness", g(get(health::liveliness))),
+        ("/health/readiness", g(get(health::readiness))),
+        ("/health", g(get(health::health))),
+        ("/model/info", g(get(admin::model_info))),
+        ("/v1/model/info", g(get(admin::model_info))),
+        ("/status", g(get(admin::status))),
+        ("/key/generate", p(post(keys::generate))),
+        ("/key/info", g(get(keys::info))),
+        ("/key/update", p(post(keys::update))),
+        ("/key/delete", p(post(keys::delete))),
+        ("/key/list", g(get(keys::list))),
+        ("/key/regenerate", p(post(keys::regenerate))),
+        ("/team/new", p(post(keys::team_new))),
+        ("/team/info", g(get(keys::team_info))),
+        ("/team/update", p(post(keys::team_update))),
+        ("/user/new", p(post(keys::user_new))),
+        ("/user/info", g(get(keys::user_info))),
+        ("/spend/logs", g(get(spend::logs))),
+        ("/spend/tags", g(get(spend::tags))),
+        ("/global/spend", g(get(spend::global))),
+        ("/global/spend/models", g(get(spend::by_model))),
+        ("/global/spend/keys", g(get(spend::by_key))),
+        ("/global/spend/report", g(get(spend::report))),
+        ("/savings", g(get(spend::savings))),
+        ("/openapi.json", g(get(api::openapi::serve))),
+        ("/", g(get(health::root))),
+    ];
     // With its own port, /metrics is served there only (`metrics_router`).
-    let health = if state.config.general.metrics_port.is_none() {
-        health.merge(metrics_routes())
-    } else {
-        health
-    };
-    openai
-        .merge(health)
-        .fallback(api::not_found)
+    if config.general.metrics_port.is_none() {
+        table.push(("/metrics", g(get(api::metrics::scrape))));
+        table.push(("/metrics/", g(get(api::metrics::scrape))));
+    }
+    table.into_iter().map(|(path, (m, h))| (m, path, h)).collect()
+}
+
+/// The (method, path) of every route the main listener serves with `config`.
+pub fn route_table(config: &Config) -> Vec<(Method, &'static str)> {
+    routes(config).into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut app = Router::new();
+    for (method, path, handler) in routes(&state.config) {
+        // Every POST route takes a JSON body: anything else is refused before the handler.
+        let handler = if method == Method::POST {
+            handler.route_layer(axum::middleware::from_fn(api::exposure::require_json))
+        } else {
+            handler
+        };
+        app = app.route(path, handler);
+    }
+    app.fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::server::body::deadline,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::exposure::guard,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }
 
-fn metrics_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/metrics", get(api::metrics::scrape))
-        .route("/metrics/", get(api::metrics::scrape))
-}
-
 /// `/metrics` alone, for `general_settings.metrics_port`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
-    metrics_routes()
+    Router::new()
+        .route("/metrics", get(api::metrics::scrape_own_port))
+        .route("/metrics/", get(api::metrics::scrape_own_port))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::exposure::guard,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }

@@ -57,6 +57,20 @@ pub enum GatewayError {
     #[error("{0}")]
     MethodNotAllowed(String),
 
+    /// A JSON route was sent a body that is not JSON (`Content-Type` says so).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+
+    /// Without a master key, a request addressed to a name other than loopback (DNS rebinding),
+    /// or a browser origin that is not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// A rejection from the HTTP framework (an extractor, the body limit, a bad query string),
+    /// re-rendered in our shape with its own status.
+    #[error("{message}")]
+    Rejected { status: u16, message: String },
+
     /// The upstream answered with an error status; its message is relayed.
     #[error("{deployment}: upstream returned {status}: {message}")]
     Upstream {
@@ -215,6 +229,9 @@ impl GatewayError {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ModelNotFound(_) | RouteNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            Rejected { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
             ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NoDeployments { .. } => StatusCode::TOO_MANY_REQUESTS,
             ContextWindowExceeded { .. } => StatusCode::BAD_REQUEST,
@@ -242,6 +259,8 @@ impl GatewayError {
             | ModelNotFound(_)
             | RouteNotFound(_)
             | MethodNotAllowed(_)
+            | UnsupportedMediaType(_)
+            | Forbidden(_)
             | Unauthorized(_)
             | ModelAccessDenied(_)
             | BudgetExceeded { .. }
@@ -260,6 +279,8 @@ impl GatewayError {
                 _ => Blame::Upstream,
             },
             UpstreamUnreachable { .. } | UpstreamTimeout { .. } | UpstreamProtocol { .. } => Blame::Upstream,
+            Rejected { status, .. } if *status >= 500 => Blame::Gateway,
+            Rejected { .. } => Blame::Client,
         }
     }
 
@@ -316,7 +337,7 @@ impl GatewayError {
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => ErrorClass::InternalServer,
             NoDeployments { .. } => ErrorClass::RateLimit,
             ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => ErrorClass::ServiceUnavailable,
-            Unauthorized(_) | ModelAccessDenied(_) => ErrorClass::Authentication,
+            Unauthorized(_) | ModelAccessDenied(_) | Forbidden(_) => ErrorClass::Authentication,
             RateLimited { .. } => ErrorClass::RateLimit,
             StoreUnavailable(_) | ShuttingDown { .. } => ErrorClass::ServiceUnavailable,
             ModelNotFound(_) | RouteNotFound(_) | NotFound(_) => ErrorClass::NotFound,
@@ -331,7 +352,13 @@ impl GatewayError {
         match self {
             InvalidRequest { .. } | MalformedJson(_) | UnknownModel { .. } => "invalid_request_error",
             PayloadTooLarge { .. } => "invalid_request_error",
-            ModelNotFound(_) | MethodNotAllowed(_) => "invalid_request_error",
+            ModelNotFound(_) | MethodNotAllowed(_) | UnsupportedMediaType(_) => "invalid_request_error",
+            Forbidden(_) => "permission_error",
+            Rejected { status, .. } => match status {
+                404 => "not_found_error",
+                500..=599 => "internal_server_error",
+                _ => "invalid_request_error",
+            },
             RouteNotFound(_) => "not_found_error",
             ModelUnavailable { .. } | LocalSaturated { .. } | LocalOnly { .. } => "service_unavailable_error",
             NoDeployments { .. } => "rate_limit_error",
@@ -395,7 +422,7 @@ impl GatewayError {
     /// `{"type":"error","error":{"type","message"}}`
     pub fn anthropic_body(&self) -> serde_json::Value {
         let kind = match self.status().as_u16() {
-            400 | 413 | 422 => "invalid_request_error",
+            400 | 405 | 413 | 415 | 422 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
@@ -420,6 +447,17 @@ impl GatewayError {
             }
         }
         resp
+    }
+}
+
+impl Dialect {
+    /// The dialect a path answers in: Anthropic's under `/v1/messages`, OpenAI's elsewhere.
+    pub fn of_path(path: &str) -> Dialect {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        }
     }
 }
 

@@ -43,6 +43,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Decides whether /metrics needs the master key (see api::metrics).
+    config.general.listen_host = Some(host.clone());
     if config.general.master_key.is_none() {
         tracing::warn!("no master key set: listening on {host} only, without authentication (set SWITCHYARD_MASTER_KEY to serve other hosts)");
     }

@@ -606,7 +606,14 @@ async fn attempt(
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);
         let bytes = match tokio::time::timeout(remaining, reply.response.bytes()).await {
-            Ok(Ok(b)) => to_client.body(b, call)?,
+            Ok(Ok(b)) => to_client.body(b, call).map_err(|e| match e {
+                // The translator does not know which deployment answered.
+                GatewayError::UpstreamProtocol { detail, .. } => GatewayError::UpstreamProtocol {
+                    deployment: dep.label(),
+                    detail,
+                },
+                other => other,
+            })?,
             Ok(Err(e)) => return Err(crate::providers::transport_error(dep, e, timeout)),
             Err(_) => {
                 return Err(GatewayError::UpstreamTimeout {

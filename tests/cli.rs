@@ -89,7 +89,7 @@ fn serves_the_default_config_with_nothing_running() {
     while started.elapsed() < Duration::from_secs(20) {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
-            s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
                 .unwrap();
             let mut buf = String::new();
             let _ = s.read_to_string(&mut buf);

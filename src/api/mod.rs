@@ -2,10 +2,12 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod exposure;
 pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod spend;
 
 use crate::app::{AppState, RequestCtx};
@@ -18,7 +20,7 @@ use crate::pipeline::{self, Call, Outcome, Payload};
 use crate::routing::local_first::Route;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
@@ -59,16 +61,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> 
 }
 
 pub async fn not_found(req: axum::extract::Request) -> Response {
-    GatewayError::RouteNotFound(format!("Route not found: {} {}", req.method(), req.uri().path())).into_response()
+    let path = req.uri().path();
+    GatewayError::RouteNotFound(format!("Route not found: {} {path}", req.method()))
+        .into_response_in(Dialect::of_path(path))
 }
 
 pub async fn method_not_allowed(req: axum::extract::Request) -> Response {
-    GatewayError::MethodNotAllowed(format!(
-        "Method {} is not allowed on {}",
-        req.method(),
-        req.uri().path()
-    ))
-    .into_response()
+    let path = req.uri().path();
+    GatewayError::MethodNotAllowed(format!("Method {} is not allowed on {path}", req.method()))
+        .into_response_in(Dialect::of_path(path))
 }
 
 /// The shared path of every model call: authenticate, read and parse under the size limit, run the

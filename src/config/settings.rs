@@ -294,7 +294,60 @@ pub struct GeneralSettings {
     pub metrics_port: Option<u16>,
     /// Listener timeouts, the per-address connection cap and the shutdown grace.
     pub server: super::server::ServerSettings,
+    /// `public_metrics: true`: `/metrics` stays open without the master key even on a public
+    /// address (the explicit opt-out of `api::metrics`'s default).
+    pub public_metrics: bool,
+    /// Browser origins allowed to call the gateway (`cors_allow_origins`, or LiteLLM's
+    /// `LITELLM_CORS_ORIGINS`); empty = no CORS headers at all (LiteLLM defaults to `*`).
+    pub cors_allow_origins: Vec<String>,
+    /// The address the gateway listens on, set by the CLI (not a config key); `None` (a library
+    /// caller that did not say) counts as loopback. Decides `/metrics`' default.
+    pub listen_host: Option<String>,
     pub rest: Mapping,
+}
+
+impl GeneralSettings {
+    /// Whether the main listener may be reached from other hosts.
+    pub fn listens_beyond_loopback(&self) -> bool {
+        self.listen_host
+            .as_deref()
+            .is_some_and(|h| !crate::api::exposure::is_loopback_host(h))
+    }
+}
+
+/// `cors_allow_origins` (a list, or a comma-separated string as LiteLLM's env var): each `*` or
+/// `scheme://host[:port]`, which is what a browser sends in `Origin`.
+fn cors_origins(f: &mut Fields, env: &dyn Env) -> Vec<String> {
+    let path = f.path_of("cors_allow_origins");
+    let given = f
+        .string_list("cors_allow_origins")
+        .or_else(|| env.get("LITELLM_CORS_ORIGINS").map(|v| vec![v]))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for o in given
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
+        let valid = o == "*"
+            || url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && !o.ends_with('/')
+                    && u.query().is_none()
+            });
+        if valid {
+            out.push(o.to_ascii_lowercase());
+        } else {
+            f.errors_mut().push((
+                path.clone(),
+                format!("{o:?} is not an origin; expected \"*\" or scheme://host[:port], e.g. https://app.example.com"),
+            ));
+        }
+    }
+    out
 }
 
 /// Keys that configure the router but that LiteLLM also reads from `litellm_settings`.
@@ -552,6 +605,8 @@ pub fn general(
         }
     });
     let server = super::server::parse(&mut f);
+    let public_metrics = f.bool("public_metrics").unwrap_or(false);
+    let cors_allow_origins = cors_origins(&mut f, env);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -566,6 +621,9 @@ pub fn general(
         alerting,
         metrics_port,
         server,
+        public_metrics,
+        cors_allow_origins,
+        listen_host: None,
         rest,
     }
 }

@@ -276,10 +276,18 @@ fn msg_id(openai_id: Option<&str>) -> String {
     )
 }
 
+/// An upstream body that is not JSON is the upstream's fault (502, retried elsewhere, counted
+/// against the deployment), not ours. The caller names the deployment, which is not known here.
+fn unreadable(e: serde_json::Error) -> GatewayError {
+    GatewayError::UpstreamProtocol {
+        deployment: String::new(),
+        detail: format!("unreadable JSON: {e}"),
+    }
+}
+
 /// A chat completion as a Messages response for `model` (the name the client asked for).
 pub fn response_from_openai(body: &[u8], model: &str) -> Result<Bytes, GatewayError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::Internal(format!("upstream answered unreadable JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(unreadable)?;
     let choice = &v["choices"][0];
     let msg = &choice["message"];
     let mut content = Vec::new();
@@ -647,8 +655,7 @@ fn usage_to_openai(u: &Value) -> Value {
 
 /// A Messages response as a chat completion.
 pub fn response_to_openai(body: &[u8]) -> Result<Bytes, GatewayError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::Internal(format!("upstream answered unreadable JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(unreadable)?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();

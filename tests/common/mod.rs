@@ -89,7 +89,7 @@ pub async fn spawn_scripted(
     clock: std::sync::Arc<switchyard::routing::clock::ManualClock>,
     gpu: std::sync::Arc<switchyard::signals::gpu::ScriptedGpu>,
 ) -> Gateway {
-    spawn_inner(yaml, &[], Some(clock), Some(gpu)).await
+    spawn_inner(yaml, &[], Some(clock), Some(gpu), |_| {}).await
 }
 
 async fn spawn_full(
@@ -97,7 +97,13 @@ async fn spawn_full(
     env: &[(&str, &str)],
     clock: Option<std::sync::Arc<switchyard::routing::clock::ManualClock>>,
 ) -> Gateway {
-    spawn_inner(yaml, env, clock, None).await
+    spawn_inner(yaml, env, clock, None, |_| {}).await
+}
+
+/// As `spawn_with_env`, with the loaded config changed by `edit` first (settings the CLI sets,
+/// such as the listen address).
+pub async fn spawn_edited(yaml: &str, env: &[(&str, &str)], edit: impl FnOnce(&mut Config)) -> Gateway {
+    spawn_inner(yaml, env, None, None, edit).await
 }
 
 async fn spawn_inner(
@@ -105,12 +111,14 @@ async fn spawn_inner(
     env: &[(&str, &str)],
     clock: Option<std::sync::Arc<switchyard::routing::clock::ManualClock>>,
     gpu: Option<std::sync::Arc<switchyard::signals::gpu::ScriptedGpu>>,
+    edit: impl FnOnce(&mut Config),
 ) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).expect("write config");
     let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let config = Config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("config: {e}"));
+    let mut config = Config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("config: {e}"));
+    edit(&mut config);
     let clock: std::sync::Arc<dyn switchyard::routing::clock::Clock> = match clock {
         Some(c) => c,
         None => std::sync::Arc::new(switchyard::routing::clock::SystemClock::default()),

@@ -59,7 +59,7 @@ async fn a_slow_request_head_is_closed_at_its_timeout_while_others_are_served() 
     // One byte of the head every 100 ms, never finishing it.
     let slow = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        let head = b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let head = b"GET /health/liveliness HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let started = Instant::now();
         for b in head.iter() {
             if s.write_all(&[*b]).is_err() {
@@ -86,7 +86,7 @@ async fn a_slow_body_gets_408_in_the_route_dialect_and_the_connection_closes() {
         let mut s = TcpStream::connect(gw.addr).unwrap();
         write!(
             s,
-            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\""
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\""
         )
         .unwrap();
         others_are_served(&gw).await;
@@ -118,7 +118,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_its_timeout() {
     ))
     .await;
     let mut s = TcpStream::connect(gw.addr).unwrap();
-    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\n\r\n")
+    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 4096];

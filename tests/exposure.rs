@@ -2,8 +2,6 @@
 //! only (415), the Host check of an open gateway (DNS rebinding), CORS closed unless configured,
 //! every error as JSON in the route's dialect, and /openapi.json describing every route.
 
-// `Behaviour` is re-exported for the other test binaries.
-#[allow(unused_imports)]
 mod common;
 
 use common::*;

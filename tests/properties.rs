@@ -2,7 +2,6 @@
 //! panic, client input that is refused is a 400 in the dialect's shape, upstream bodies that are
 //! refused blame the upstream, and the SSE splitter does not depend on how the bytes are chunked.
 
-#[allow(unused_imports)]
 mod common;
 
 use proptest::prelude::*;

@@ -191,7 +191,7 @@ async fn sigterm_case(db_lines: &str, db_url: &str) {
     let stream_body = tokio::spawn(async move { stream.text().await });
     // A client that sent half a request head and holds the connection.
     let mut half = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    half.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Ty")
+    half.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
         .unwrap();
     let waited = Instant::now();
     while hung.hits() < 2 {

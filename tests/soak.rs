@@ -145,10 +145,10 @@ async fn rss_and_file_descriptors_level_off_under_mixed_load() {
                 i += 1;
                 if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                     let _ = if i % 2 == 0 {
-                        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-le")
+                        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-le")
                     } else {
                         s.write_all(
-                            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 500\r\n\r\n{\"mo",
+                            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"mo",
                         )
                     };
                     held.push(s);

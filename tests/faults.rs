@@ -126,6 +126,25 @@ async fn mid_stream_cuts_cool_the_cutter_and_are_recorded_as_failures() {
     assert_eq!(failed.len(), 2, "the cut streams are failures in the ledger: {rows:?}");
     assert!(failed.iter().all(|r| r.1 == 502 && r.2), "{rows:?}");
     assert_eq!(rows.iter().filter(|r| r.1 == 200).count(), 10);
+    // Each failed row says what went wrong; a success has no error.
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let errors: Vec<(i64, Option<String>)> = sqlx::query("SELECT status, error FROM sy_spend_logs")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.try_get("status").unwrap(), r.try_get("error").unwrap()))
+        .collect();
+    for (status, error) in &errors {
+        match status {
+            200 => assert_eq!(error, &None, "{errors:?}"),
+            _ => assert!(error.as_deref().is_some_and(|e| !e.is_empty()), "{errors:?}"),
+        }
+    }
 
     let port = format!(":{}/", cutter.addr.port());
     assert_eq!(

@@ -105,6 +105,16 @@ pub struct Served {
     pub cache_hit: bool,
 }
 
+/// The ledger keeps at most this much of an error's text (upstream bodies can be long).
+const MAX_ERROR_CHARS: usize = 1000;
+
+fn bounded_error(e: &str) -> String {
+    match e.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}...", &e[..cut]),
+        None => e.to_string(),
+    }
+}
+
 impl Meter {
     /// Prices, charges and records one finished request.
     pub fn finish(self, served: Served, tokens: Tokens) {
@@ -149,6 +159,7 @@ impl Meter {
             stream: self.stream,
             request_tags: tags,
             start_time: self.started_unix_ms,
+            error: served.error.as_deref().map(bounded_error),
         };
         self.observers.request_done(&crate::telemetry::Finished {
             row: &row,

@@ -8,8 +8,9 @@ use super::{Cols, Pool, StoreError};
 use sqlx::Executor;
 
 /// Each entry is one schema version; append, never edit a shipped one.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS sy_keys (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS sy_keys (
         token_hash TEXT PRIMARY KEY,
         key_name TEXT NOT NULL,
         key_alias TEXT,
@@ -31,9 +32,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS sy_keys_team ON sy_keys (team_id)",
-    "CREATE INDEX IF NOT EXISTS sy_keys_user ON sy_keys (user_id)",
-    "CREATE TABLE IF NOT EXISTS sy_teams (
+        "CREATE INDEX IF NOT EXISTS sy_keys_team ON sy_keys (team_id)",
+        "CREATE INDEX IF NOT EXISTS sy_keys_user ON sy_keys (user_id)",
+        "CREATE TABLE IF NOT EXISTS sy_teams (
         team_id TEXT PRIMARY KEY,
         team_alias TEXT,
         models TEXT NOT NULL,
@@ -49,7 +50,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     )",
-    "CREATE TABLE IF NOT EXISTS sy_users (
+        "CREATE TABLE IF NOT EXISTS sy_users (
         user_id TEXT PRIMARY KEY,
         user_email TEXT,
         models TEXT NOT NULL,
@@ -64,7 +65,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     )",
-    "CREATE TABLE IF NOT EXISTS sy_spend_logs (
+        "CREATE TABLE IF NOT EXISTS sy_spend_logs (
         id TEXT PRIMARY KEY,
         request_id TEXT NOT NULL,
         key_hash TEXT,
@@ -91,10 +92,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
         started_at BIGINT NOT NULL,
         day BIGINT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS sy_spend_logs_time ON sy_spend_logs (started_at)",
-    "CREATE INDEX IF NOT EXISTS sy_spend_logs_key ON sy_spend_logs (key_hash)",
-    "CREATE INDEX IF NOT EXISTS sy_spend_logs_request ON sy_spend_logs (request_id)",
-]];
+        "CREATE INDEX IF NOT EXISTS sy_spend_logs_time ON sy_spend_logs (started_at)",
+        "CREATE INDEX IF NOT EXISTS sy_spend_logs_key ON sy_spend_logs (key_hash)",
+        "CREATE INDEX IF NOT EXISTS sy_spend_logs_request ON sy_spend_logs (request_id)",
+    ],
+    // 2: a failed request's error text (the status alone cannot tell a cut stream from a refusal).
+    &["ALTER TABLE sy_spend_logs ADD COLUMN error TEXT"],
+];
 
 /// An arbitrary constant naming switchyard's migration lock among a database's advisory locks.
 const PG_LOCK: i64 = 0x5357_5943_4844; // "SWYCHD"

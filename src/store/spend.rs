@@ -38,14 +38,18 @@ pub struct SpendRow {
     pub request_tags: Vec<String>,
     /// Unix milliseconds.
     pub start_time: i64,
+    /// What went wrong, for a failed request (a stream cut after its first byte included);
+    /// absent from spill files written before the column existed.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 const MS_PER_DAY: i64 = 86_400_000;
 const COLS: &str = "id, request_id, key_hash, key_alias, team_id, user_id, model_group, deployment, model, provider, \
     route, call_type, prompt_tokens, completion_tokens, cached_tokens, cost, cloud_cost, latency_ms, ttft_ms, status, \
-    cache_hit, stream, tags, started_at, day";
-const NCOLS: usize = 25;
-/// Rows per INSERT statement: 25 columns x 200 stays far below both databases' bind limits.
+    cache_hit, stream, tags, started_at, day, error";
+const NCOLS: usize = 26;
+/// Rows per INSERT statement: 26 columns x 200 stays far below both databases' bind limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
 fn spend_row(r: &impl Cols) -> Result<SpendRow, sqlx::Error> {
@@ -74,6 +78,7 @@ fn spend_row(r: &impl Cols) -> Result<SpendRow, sqlx::Error> {
         stream: r.col::<i64>("stream")? != 0,
         request_tags: serde_json::from_str(&r.col::<String>("tags")?).unwrap_or_default(),
         start_time: r.col("started_at")?,
+        error: r.col("error")?,
     })
 }
 
@@ -235,7 +240,8 @@ impl Store {
                         .bind(r.stream as i64)
                         .bind(serde_json::to_string(&r.request_tags).unwrap_or_else(|_| "[]".into()))
                         .bind(r.start_time)
-                        .bind(r.start_time.div_euclid(MS_PER_DAY));
+                        .bind(r.start_time.div_euclid(MS_PER_DAY))
+                        .bind(r.error.as_deref());
                 }
                 q.execute(&mut *tx).await?;
             }

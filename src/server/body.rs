@@ -28,22 +28,13 @@ pub struct BodyTimeout {
     pub after: Duration,
 }
 
-/// The dialect of a route, for errors answered before its handler could say.
-pub fn dialect_of(path: &str) -> Dialect {
-    if path.starts_with("/v1/messages") {
-        Dialect::Anthropic
-    } else {
-        Dialect::OpenAi
-    }
-}
-
 pub async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     // A request without a body (a GET, `content-length: 0`) has nothing to wait for.
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
     let after = state.config.general.server.body_timeout;
-    let dialect = dialect_of(req.uri().path());
+    let dialect = Dialect::of_path(req.uri().path());
     let fired = Arc::new(AtomicBool::new(false));
     let req = req.map(|body| {
         Body::new(TimedBody {

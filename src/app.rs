@@ -1,12 +1,14 @@
 //! Builds the gateway: shared state, routes, and the layer stack.
 //!
 //! A request's path through the stack, outermost first:
-//! 1. `request_context`: assigns the request id (honouring an incoming `x-request-id`), stamps
+//! 1.-3. `edge`, one layer doing, in order:
+//! 1. the request context: assigns the request id (honouring an incoming `x-request-id`), stamps
 //!    the arrival time, and echoes the id on every response, errors included;
-//! 2. `api::exposure::guard`: without a master key, refuses a `Host` that is not loopback (DNS
-//!    rebinding); answers CORS preflights of configured origins and adds their headers; renders
-//!    any error the framework produced (extractor rejections, 404, 405) as JSON in the dialect;
-//! 3. `server::body::deadline`: the request body must arrive within `request_body_timeout_s`
+//! 2. `api::exposure::admit` / `finish`: without a master key, refuses a `Host` that is not
+//!    loopback (DNS rebinding); answers CORS preflights of configured origins and adds their
+//!    headers; renders any error the framework produced (extractor rejections, 404, 405) as JSON
+//!    in the dialect;
+//! 3. `server::body::with_deadline`: the request body must arrive within `request_body_timeout_s`
 //!    (else a 408 in the route's dialect);
 //! 4. on POST routes, `api::exposure::require_json`: refuses non-JSON bodies with 415;
 //! 5. the route's handler (`api::openai`, `api::health`): authenticates, reads the body under
@@ -27,7 +29,7 @@ use crate::signals::gpu::GpuSource;
 use crate::signals::Signals;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
@@ -221,15 +223,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     app.fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::server::body::deadline,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            api::exposure::guard,
-        ))
-        .layer(axum::middleware::from_fn(request_context))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -240,17 +234,15 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .route("/metrics/", get(api::metrics::scrape_own_port))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            api::exposure::guard,
-        ))
-        .layer(axum::middleware::from_fn(request_context))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-async fn request_context(mut req: Request, next: Next) -> Response {
+/// Steps 1-3 of the module doc, in one layer: a `from_fn` layer costs an allocation and a clone
+/// of the stack below it on every request, and these three always run together.
+async fn edge(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id: Arc<str> = req
         .headers()
@@ -263,7 +255,16 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         id: id.clone(),
         started,
     });
-    let mut resp = next.run(req).await;
+    let dialect = crate::error::Dialect::of_path(req.uri().path());
+    let mut resp = match api::exposure::admit(&state, &req, dialect) {
+        Err(refused) => *refused,
+        Ok(origin) => {
+            let (req, fired) = crate::server::body::with_deadline(&state, req);
+            let resp = next.run(req).await;
+            let resp = crate::server::body::after_deadline(&state, resp, fired, dialect);
+            api::exposure::finish(&state, resp, dialect, origin).await
+        }
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -13,12 +13,11 @@
 
 use crate::app::AppState;
 use crate::error::{Dialect, GatewayError};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// Longest framework error text carried into our message (they are one line).
 const MAX_REJECTION_TEXT: usize = 4096;
@@ -60,21 +59,26 @@ pub fn is_loopback_host(host: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
-/// The outer guard of both listeners: the `Host` check, CORS, and the JSON error net.
-pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let dialect = Dialect::of_path(req.uri().path());
+/// Before a request reaches its route: without a master key, a `Host` that is not loopback is
+/// refused (DNS rebinding); a CORS preflight of a configured origin is answered here. `Ok` carries
+/// the allowed origin, if any, for [`finish`].
+pub fn admit(state: &AppState, req: &Request, dialect: Dialect) -> Result<Option<HeaderValue>, Box<Response>> {
     if !state.auth.has_master_key() {
-        if let Err(e) = check_host(&req) {
-            return e.into_response_in(dialect);
-        }
+        check_host(req).map_err(|e| Box::new(e.into_response_in(dialect)))?;
     }
     let origin = allowed_origin(&state.config.general.cors_allow_origins, req.headers());
     if let Some(origin) = &origin {
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-            return preflight(origin, req.headers());
+            return Err(Box::new(preflight(origin, req.headers())));
         }
     }
-    let mut resp = json_errors(next.run(req).await, dialect).await;
+    Ok(origin)
+}
+
+/// After the route answered: any error the framework produced (extractor rejections, 404, 405)
+/// becomes JSON in the dialect, and an allowed origin gets its CORS headers.
+pub async fn finish(state: &AppState, resp: Response, dialect: Dialect, origin: Option<HeaderValue>) -> Response {
+    let mut resp = json_errors(resp, dialect).await;
     let h = resp.headers_mut();
     if !state.config.general.cors_allow_origins.is_empty() {
         // The answer depends on `Origin` whenever CORS is configured (caches must key on it).

@@ -8,8 +8,7 @@
 use crate::app::AppState;
 use crate::error::{Dialect, GatewayError};
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -28,26 +27,37 @@ pub struct BodyTimeout {
     pub after: Duration,
 }
 
-pub async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // A request without a body (a GET, `content-length: 0`) has nothing to wait for.
+/// Gives `req`'s body its deadline; the flag says, after the route answered, whether it fired.
+/// A request without a body (a GET, `content-length: 0`) has nothing to wait for.
+pub fn with_deadline(state: &AppState, req: Request) -> (Request, Option<Arc<AtomicBool>>) {
     if req.body().is_end_stream() {
-        return next.run(req).await;
+        return (req, None);
     }
     let after = state.config.general.server.body_timeout;
-    let dialect = Dialect::of_path(req.uri().path());
     let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
     let req = req.map(|body| {
         Body::new(TimedBody {
             inner: body,
             deadline: Box::pin(tokio::time::sleep(after)),
             after,
-            fired: fired.clone(),
+            fired: flag,
         })
     });
-    let mut resp = next.run(req).await;
-    if fired.load(Ordering::Relaxed) {
-        // Routes that read the body through an extractor answered in its words; ours is the one.
+    (req, Some(fired))
+}
+
+/// The answer to a request whose body deadline fired: ours (a 408 in the dialect, whatever an
+/// extractor said), and the connection closes since the rest of that body will never be read.
+pub fn after_deadline(
+    state: &AppState,
+    mut resp: Response,
+    fired: Option<Arc<AtomicBool>>,
+    dialect: Dialect,
+) -> Response {
+    if fired.is_some_and(|f| f.load(Ordering::Relaxed)) {
         if resp.status() != http::StatusCode::REQUEST_TIMEOUT {
+            let after = state.config.general.server.body_timeout;
             resp = GatewayError::RequestTimeout { after }.into_response_in(dialect);
         }
         resp.headers_mut()

@@ -151,7 +151,7 @@ impl AsyncWrite for Tracked {
 /// The response body, holding its request's [`InFlight`] until hyper has sent it all.
 pub struct TrackedBody {
     inner: Body,
-    _in_flight: InFlight,
+    _in_flight: Option<InFlight>,
 }
 
 impl HttpBody for TrackedBody {
@@ -179,8 +179,32 @@ struct Service {
     peer: SocketAddr,
 }
 
-type ServiceFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, std::convert::Infallible>> + Send>>;
+pin_project_lite::pin_project! {
+    /// The router's future for one request, its response body tagged with the request's
+    /// [`InFlight`]; a named type rather than a box, so no allocation and copy per request.
+    pub struct ServiceFuture {
+        #[pin]
+        call: tower::util::Oneshot<axum::Router, http::Request<Body>>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl Future for ServiceFuture {
+    type Output = Result<http::Response<TrackedBody>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let resp = match std::task::ready!(this.call.poll(cx)) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(resp.map(|inner| TrackedBody {
+            inner,
+            _in_flight: in_flight,
+        })))
+    }
+}
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
     type Response = http::Response<TrackedBody>;
@@ -190,17 +214,10 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
     fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
         req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
-        let call = tower::ServiceExt::oneshot(self.router.clone(), req.map(Body::new));
-        Box::pin(async move {
-            let resp = match call.await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            Ok(resp.map(|inner| TrackedBody {
-                inner,
-                _in_flight: in_flight,
-            }))
-        })
+        ServiceFuture {
+            call: tower::ServiceExt::oneshot(self.router.clone(), req.map(Body::new)),
+            in_flight: Some(in_flight),
+        }
     }
 }
 

@@ -328,11 +328,7 @@ async fn redis_cache_is_shared_by_two_gateways() {
 async fn a_redis_that_is_down_is_a_miss_not_an_error() {
     let mock = MockUpstream::start().await.unwrap();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let params = format!("    type: redis\n    host: 127.0.0.1\n    port: {port}\n");
     let gw = spawn(&cached_config(&mock, &params, "  disable_database: true\n")).await;
     for _ in 0..3 {

@@ -42,11 +42,7 @@ async fn run(json_logs: bool) -> Run {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(BIN)
         .args(["--config"])
         .arg(&cfg)

@@ -16,48 +16,6 @@ const MASTER: &str = "sk-master-shutdown-77";
 /// Short enough for a test; the hung requests must be cut at its end, not at their 6000 s timeout.
 const GRACE_S: u64 = 2;
 
-/// `(general_settings lines, url for direct checks, temp dir)` per backend.
-async fn backends() -> Vec<(String, String, Option<tempfile::TempDir>)> {
-    sqlx::any::install_default_drivers();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db").display().to_string();
-    let mut out = vec![(
-        format!("  database_path: {path}\n"),
-        format!("sqlite://{path}?mode=rwc"),
-        Some(dir),
-    )];
-    match std::env::var("SWITCHYARD_TEST_DATABASE_URL") {
-        Ok(base) if !base.is_empty() => {
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::any::AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(&base)
-                .await
-                .expect("postgres");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&pool)
-                .await
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-            out.push((format!("  database_url: \"{url}\"\n"), url, None));
-        }
-        _ if std::env::var("SWITCHYARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-            panic!("SWITCHYARD_REQUIRE_POSTGRES=1 but SWITCHYARD_TEST_DATABASE_URL is not set")
-        }
-        _ => eprintln!("shutdown.rs: Postgres case skipped (SWITCHYARD_TEST_DATABASE_URL not set)"),
-    }
-    out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits for the child to exit, at most `limit`; kills it (and fails) past that.
 async fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();

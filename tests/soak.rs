@@ -64,11 +64,7 @@ async fn rss_and_file_descriptors_level_off_under_mixed_load() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)

@@ -225,6 +225,15 @@ impl Drop for CutProxy {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a binary the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The databases a test runs against: `(general_settings lines, url for direct checks, the
 /// SQLite file's folder)`: SQLite always, and the real Postgres (a fresh schema) when
 /// `SWITCHYARD_TEST_DATABASE_URL` names one.

@@ -22,6 +22,8 @@ pub enum Dialect {
     #[default]
     OpenAi,
     Anthropic,
+    /// OpenAI's Responses API (`/v1/responses`): OpenAI's error shape, its own event stream.
+    Responses,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -437,7 +439,7 @@ impl GatewayError {
     /// Renders this error as a complete HTTP response in `dialect`.
     pub fn into_response_in(self, dialect: Dialect) -> Response {
         let body = match dialect {
-            Dialect::OpenAi => self.openai_body(),
+            Dialect::OpenAi | Dialect::Responses => self.openai_body(),
             Dialect::Anthropic => self.anthropic_body(),
         };
         let mut resp = (self.status(), axum::Json(body)).into_response();
@@ -455,6 +457,8 @@ impl Dialect {
     pub fn of_path(path: &str) -> Dialect {
         if path == "/v1/messages" || path.starts_with("/v1/messages/") {
             Dialect::Anthropic
+        } else if path == "/v1/responses" || path.starts_with("/v1/responses/") {
+            Dialect::Responses
         } else {
             Dialect::OpenAi
         }

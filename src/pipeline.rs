@@ -709,7 +709,7 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
         let body = Bytes::from(body.to_string());
         match dialect {
             Dialect::Anthropic => Payload::Full(anthropic::response_from_openai(&body, call.model()).unwrap_or(body)),
-            Dialect::OpenAi => Payload::Full(body),
+            Dialect::OpenAi | Dialect::Responses => Payload::Full(body),
         }
     };
     Outcome {

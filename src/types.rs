@@ -40,6 +40,19 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<u64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The client's own body when its dialect is not the canonical one, so that a deployment
+    /// speaking that same wire receives it as sent (same-wire passthrough).
+    #[serde(skip)]
+    pub native: Option<Native>,
+}
+
+/// A request body in the dialect the client spoke, kept beside its canonical translation.
+#[derive(Debug, Clone)]
+pub enum Native {
+    /// An Anthropic Messages body (`/v1/messages`).
+    Anthropic(std::sync::Arc<Map<String, Value>>),
+    /// An OpenAI Responses body (`/v1/responses`).
+    Responses(std::sync::Arc<Map<String, Value>>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -144,7 +144,7 @@ fn errors(op: &Op) -> Vec<(u16, &'static str)> {
 fn error_ref(op: &Op) -> Value {
     match Dialect::of_path(op.path) {
         Dialect::Anthropic => json!({"$ref": "#/components/schemas/AnthropicError"}),
-        Dialect::OpenAi => json!({"$ref": "#/components/schemas/OpenAIError"}),
+        Dialect::OpenAi | Dialect::Responses => json!({"$ref": "#/components/schemas/OpenAIError"}),
     }
 }
 

@@ -268,6 +268,7 @@ impl<S> Tap<S> {
         let usage = match self.dialect {
             Dialect::OpenAi => v.get("usage").filter(|u| !u.is_null()),
             Dialect::Anthropic => v.pointer("/message/usage").or_else(|| v.get("usage")),
+            Dialect::Responses => v.pointer("/response/usage").or_else(|| v.get("usage")),
         };
         if let Some(u) = usage {
             self.tokens = from_usage(u, self.tokens);

@@ -48,6 +48,7 @@ fn marker(d: Dialect) -> &'static [u8] {
     match d {
         Dialect::OpenAi => b"[DONE]",
         Dialect::Anthropic => b"message_stop",
+        Dialect::Responses => b"response.completed",
     }
 }
 
@@ -161,7 +162,7 @@ pub fn relay(
 fn contains_error_event(dialect: Dialect, chunk: &[u8]) -> bool {
     let needles: &[&[u8]] = match dialect {
         Dialect::OpenAi => &[b"data: {\"error\"", b"data:{\"error\""],
-        Dialect::Anthropic => &[b"event: error", b"event:error"],
+        Dialect::Anthropic | Dialect::Responses => &[b"event: error", b"event:error"],
     };
     needles
         .iter()
@@ -186,6 +187,12 @@ pub fn error_event(err: &GatewayError, dialect: Dialect) -> Bytes {
     match dialect {
         Dialect::OpenAi => Bytes::from(format!("data: {}\n\n", err.openai_body())),
         Dialect::Anthropic => Bytes::from(format!("event: error\ndata: {}\n\n", err.anthropic_body())),
+        // The Responses stream's `error` event: the error object's fields at the top level.
+        Dialect::Responses => {
+            let mut e = err.openai_body()["error"].take();
+            e["type"] = serde_json::Value::from("error");
+            Bytes::from(format!("event: error\ndata: {e}\n\n"))
+        }
     }
 }
 

@@ -250,6 +250,7 @@ pub fn request_to_canonical(body: Value) -> Result<ChatRequest, GatewayError> {
         max_tokens,
         max_completion_tokens: None,
         extra,
+        native: None,
     })
 }
 

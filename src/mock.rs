@@ -158,6 +158,7 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/slots", get(slots))
         .route("/__mock/behaviour", post(set_behaviour))
         .route("/__mock/stats", get(stats))
+        .route("/__mock/requests", get(recorded))
         .with_state(state)
 }
 
@@ -201,6 +202,25 @@ async fn slots(State(st): State<Arc<MockState>>) -> Response {
         .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The recorded requests, oldest first: path, the `anthropic-*` headers (never credentials) and
+/// the body, for scripts that check what an upstream received.
+async fn recorded(State(st): State<Arc<MockState>>) -> Json<Value> {
+    let rec = lock(&st.recorded);
+    let list: Vec<Value> = rec
+        .iter()
+        .map(|r| {
+            let headers: serde_json::Map<String, Value> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("anthropic-"))
+                .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
+                .collect();
+            json!({"path": r.path, "headers": headers, "body": r.body})
+        })
+        .collect();
+    Json(Value::Array(list))
 }
 
 async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {

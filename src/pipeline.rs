@@ -18,13 +18,11 @@
 use crate::app::AppState;
 use crate::config::{Deployment, Strategy};
 use crate::error::{Dialect, ErrorClass, GatewayError};
-use crate::providers::spec::Wire;
-use crate::providers::{openai, sse};
+use crate::providers::{sse, Prepared};
 use crate::routing::local_first::{self, Route};
 use crate::routing::report::Reporter;
 use crate::routing::state::{InFlight, Probe};
 use crate::routing::{balance, fallback, Group};
-use crate::translate::{self, anthropic};
 use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
 use axum::body::Body;
 use bytes::Bytes;
@@ -113,23 +111,6 @@ impl Call {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default()
-    }
-
-    fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, &'d str), GatewayError> {
-        let anthropic = dep.provider.spec().wire == Wire::Anthropic;
-        match self {
-            Call::Chat(r) if anthropic => Ok((anthropic::request_from_canonical(dep, r)?, dep.chat_url.as_str())),
-            Call::Passthrough(e, _) if anthropic => Err(GatewayError::invalid(format!(
-                "{} serves the Messages API only; {} is not available there",
-                dep.label(),
-                e.route()
-            ))),
-            Call::Chat(r) => Ok((openai::chat_body(dep, r)?, dep.chat_url.as_str())),
-            Call::Passthrough(Endpoint::Embeddings, r) => {
-                Ok((openai::passthrough_body(dep, r)?, dep.embeddings_url.as_str()))
-            }
-            Call::Passthrough(_, r) => Ok((openai::passthrough_body(dep, r)?, dep.completions_url.as_str())),
-        }
     }
 }
 
@@ -433,7 +414,7 @@ async fn try_group(
                 retry_after: None,
             })
         } else if let Some(text) = opts.mock_response.as_ref().or(dep.mock_response.as_ref()) {
-            Ok(mock_outcome(&dep, call, text, dialect))
+            mock_outcome(&dep, call, text, dialect)
         } else {
             attempt(state, req, &dep, guard, &mut report).await
         };
@@ -539,24 +520,26 @@ async fn attempt(
         })
         .or(dep.timeout)
         .unwrap_or(settings.timeout);
-    let (body, url) = call.body_for(dep)?;
-    let started = Instant::now();
-    let wire = dep.provider.spec().wire;
-    let forward: &[(http::HeaderName, http::HeaderValue)] = if wire == Wire::Anthropic {
-        &ctx.forward_headers
-    } else {
-        &[]
+    let wire = crate::providers::for_deployment(dep);
+    let (url, body, forward_headers) = match wire.prepare(dep, call, dialect)? {
+        Prepared::Send {
+            url,
+            body,
+            forward_headers,
+        } => (url, body, forward_headers),
+        Prepared::Canned(_) => return Err(GatewayError::Internal("a wire made its own answer".into())),
     };
+    let started = Instant::now();
+    let forward: &[(http::HeaderName, http::HeaderValue)] = if forward_headers { &ctx.forward_headers } else { &[] };
     let reply = state
         .upstream
         .post(dep, url, body, timeout, request_id, forward)
         .await?;
-    let to_client = Translation::between(wire, dialect);
     let content_type = reply.response.headers().get(http::header::CONTENT_TYPE).cloned();
     let (payload, fault) = if stream {
         // The stream is committed only once its first chunk is here: until then, a failure can
         // still go to another deployment without the client seeing anything.
-        let mut upstream = to_client.stream(reply.response.bytes_stream(), call);
+        let mut upstream = wire.stream(Box::pin(reply.response.bytes_stream()), call, dialect);
         let remaining = timeout.saturating_sub(started.elapsed());
         let first = match tokio::time::timeout(remaining, upstream.next()).await {
             Err(_) => {
@@ -606,7 +589,7 @@ async fn attempt(
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);
         let bytes = match tokio::time::timeout(remaining, reply.response.bytes()).await {
-            Ok(Ok(b)) => to_client.body(b, call).map_err(|e| match e {
+            Ok(Ok(b)) => wire.answer(b, call, dialect).map_err(|e| match e {
                 // The translator does not know which deployment answered.
                 GatewayError::UpstreamProtocol { detail, .. } => GatewayError::UpstreamProtocol {
                     deployment: dep.label(),
@@ -655,64 +638,19 @@ fn usage_of(body: &[u8]) -> Option<Usage> {
 }
 
 /// LiteLLM's `mock_response`: a canned answer in the endpoint's shape, no upstream call.
-fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect) -> Outcome {
-    let model = dep.model.as_str();
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let tokens = (text.len() / 4) as u64 + 1;
-    let chat = matches!(call, Call::Chat(_));
-    let payload = if call.is_stream() {
-        let (object, first) = if chat {
-            (
-                "chat.completion.chunk",
-                serde_json::json!({"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}),
-            )
-        } else {
-            (
-                "text_completion",
-                serde_json::json!({"index": 0, "text": text, "finish_reason": null}),
-            )
-        };
-        let last = if chat {
-            serde_json::json!({"index": 0, "delta": {}, "finish_reason": "stop"})
-        } else {
-            serde_json::json!({"index": 0, "text": "", "finish_reason": "stop"})
-        };
-        let mut out = String::new();
-        for choice in [first, last] {
-            let ev = serde_json::json!({"id": "chatcmpl-mock", "object": object, "created": created, "model": model, "choices": [choice]});
-            out.push_str(&format!("data: {ev}\n\n"));
-        }
-        out.push_str("data: [DONE]\n\n");
-        if dialect == Dialect::Anthropic {
-            use translate::EventTranslator;
-            let mut t = anthropic::OpenAiToAnthropic::new(call.model());
-            let mut translated = String::new();
-            for (event, data) in translate::SseSplitter::default().push(out.as_bytes()) {
-                t.on_event(event.as_deref(), &data, &mut translated);
-            }
-            out = translated;
-        }
-        Payload::Stream(Body::from(out))
-    } else {
-        let body = if chat {
-            serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": call.estimated_tokens(), "completion_tokens": tokens, "total_tokens": call.estimated_tokens() + tokens}})
-        } else {
-            serde_json::json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": call.estimated_tokens(), "completion_tokens": tokens, "total_tokens": call.estimated_tokens() + tokens}})
-        };
-        let body = Bytes::from(body.to_string());
-        match dialect {
-            Dialect::Anthropic => Payload::Full(anthropic::response_from_openai(&body, call.model()).unwrap_or(body)),
-            Dialect::OpenAi | Dialect::Responses => Payload::Full(body),
-        }
+fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect) -> Result<Outcome, GatewayError> {
+    use crate::providers::{mock::Mock, Prepared, WireFormat};
+    let mock = Mock { text };
+    let Prepared::Canned(canned) = mock.prepare(dep, call, dialect)? else {
+        return Err(GatewayError::Internal("the mock made a request".into()));
     };
-    Outcome {
+    let payload = if call.is_stream() {
+        let once = futures_util::stream::once(async move { Ok::<_, reqwest::Error>(canned) });
+        Payload::Stream(Body::from_stream(mock.stream(Box::pin(once), call, dialect)))
+    } else {
+        Payload::Full(mock.answer(canned, call, dialect)?)
+    };
+    Ok(Outcome {
         deployment: dep.clone(),
         payload,
         upstream_time: Duration::ZERO,
@@ -722,46 +660,5 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
         reason: None,
         content_type: None,
         fault: None,
-    }
-}
-
-/// How an upstream's answer becomes the client's: passed through, or translated between wires.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Translation {
-    None,
-    AnthropicToOpenAi,
-    OpenAiToAnthropic,
-}
-
-impl Translation {
-    fn between(wire: Wire, dialect: Dialect) -> Self {
-        match (wire, dialect) {
-            (Wire::Anthropic, Dialect::OpenAi) => Translation::AnthropicToOpenAi,
-            (Wire::OpenAi | Wire::Azure, Dialect::Anthropic) => Translation::OpenAiToAnthropic,
-            _ => Translation::None,
-        }
-    }
-
-    fn body(self, b: Bytes, call: &Call) -> Result<Bytes, GatewayError> {
-        match self {
-            Translation::None => Ok(b),
-            Translation::AnthropicToOpenAi => anthropic::response_to_openai(&b),
-            Translation::OpenAiToAnthropic => anthropic::response_from_openai(&b, call.model()),
-        }
-    }
-
-    fn stream(
-        self,
-        s: impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-        call: &Call,
-    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, reqwest::Error>> + Send>> {
-        match self {
-            Translation::None => Box::pin(s),
-            Translation::AnthropicToOpenAi => {
-                let usage = matches!(call, Call::Chat(r) if r.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true));
-                translate::stream(s, anthropic::AnthropicToOpenAi::new(usage))
-            }
-            Translation::OpenAiToAnthropic => translate::stream(s, anthropic::OpenAiToAnthropic::new(call.model())),
-        }
-    }
+    })
 }

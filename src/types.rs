@@ -49,8 +49,8 @@ pub struct ChatRequest {
 /// A request body in the dialect the client spoke, kept beside its canonical translation.
 #[derive(Debug, Clone)]
 pub enum Native {
-    /// An Anthropic Messages body (`/v1/messages`).
-    Anthropic(std::sync::Arc<Map<String, Value>>),
+    /// An Anthropic Messages body (`/v1/messages`), with what the OpenAI wire cannot carry.
+    Anthropic(std::sync::Arc<crate::translate::anthropic::wire::Native>),
     /// An OpenAI Responses body (`/v1/responses`).
     Responses(std::sync::Arc<Map<String, Value>>),
 }
@@ -58,10 +58,16 @@ pub enum Native {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// An explicit `null` (an assistant turn with only tool calls) is kept as sent.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub content: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A field that is present is `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -19,6 +19,11 @@ const NOT_IN_KEY: &[&str] = &["user", "stream", "model"];
 /// The key for `call` served by `group`, under the configured namespace.
 pub fn of(namespace: Option<&str>, dialect: Dialect, group: &str, call: &Call) -> String {
     let body = match call {
+        // The client's own body: thinking, cache_control and the like change the answer too.
+        Call::Chat(crate::types::ChatRequest {
+            native: Some(crate::types::Native::Anthropic(n)),
+            ..
+        }) => Ok(Value::Object(n.body.clone())),
         Call::Chat(r) => serde_json::to_value(r),
         Call::Passthrough(_, r) => serde_json::to_value(r),
     };

@@ -1,16 +1,67 @@
-//! How to talk upstream: one pooled HTTP client and one module per wire format.
+//! How to talk upstream: one pooled HTTP client and one [`WireFormat`] per wire.
 //!
 //! `openai` frames requests for the whole OpenAI-compatible family (OpenAI, Azure, vLLM, Ollama,
-//! TGI, the OpenAI-compatible clouds). The Anthropic wire plugs in as a sibling module.
+//! TGI, the OpenAI-compatible clouds); `anthropic` for the Messages API; `mock` answers
+//! `mock_response` without a call. Each builds the upstream request from the call and turns the
+//! answer (whole or streamed) into the client's dialect, so the pipeline never matches on wires.
+//! A new client dialect adds its arms to each wire's `answer`/`stream`; a new wire adds an impl
+//! and an arm in [`for_deployment`].
 
+pub mod anthropic;
+pub mod mock;
 pub mod openai;
 pub mod spec;
 pub mod sse;
 
 use crate::config::Deployment;
-use crate::error::GatewayError;
+use crate::error::{Dialect, GatewayError};
+use crate::pipeline::Call;
 use bytes::Bytes;
+use futures_util::Stream;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
+
+/// An upstream body, chunk by chunk.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// What one attempt sends.
+pub enum Prepared<'d> {
+    /// POST `body` to `url`; `forward_headers`: with the client's `anthropic-*` headers.
+    Send {
+        url: &'d str,
+        body: Bytes,
+        forward_headers: bool,
+    },
+    /// An answer made here, in this wire's shape (the mock).
+    Canned(Bytes),
+}
+
+/// One upstream wire format: how a call is framed for it, and how its answers reach the client.
+pub trait WireFormat: Sync {
+    fn prepare<'d>(&self, dep: &'d Deployment, call: &Call, dialect: Dialect) -> Result<Prepared<'d>, GatewayError>;
+    /// A whole answer, in the client's dialect.
+    fn answer(&self, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError>;
+    /// A streamed answer, in the client's dialect, event by event.
+    fn stream(&self, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream;
+}
+
+/// The wire `dep` speaks.
+pub fn for_deployment(dep: &Deployment) -> &'static dyn WireFormat {
+    match dep.provider.spec().wire {
+        spec::Wire::Anthropic => &anthropic::AnthropicWire,
+        spec::Wire::OpenAi | spec::Wire::Azure => &openai::OpenAiWire,
+    }
+}
+
+/// A completion budget as a local deployment can take it: at most its
+/// `model_info.max_output_tokens` (clients like Claude Code ask for 32k-64k, more than a local
+/// engine's context leaves). Cloud deployments, and local ones that do not say, get `n` as asked.
+pub fn clamp_max_tokens(dep: &Deployment, n: u64) -> u64 {
+    match dep.model_info.max_output_tokens {
+        Some(cap) if dep.is_local() => n.min(cap),
+        _ => n,
+    }
+}
 
 /// The one HTTP client every upstream call goes through: pooled, keep-alive, no global timeout
 /// (each call sets its own from the deployment).

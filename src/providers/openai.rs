@@ -5,9 +5,12 @@
 //! `drop_params`, the parameters the provider is known to reject removed.
 
 use super::spec::Provider;
+use super::{clamp_max_tokens, ByteStream, Prepared, WireFormat};
 use crate::config::Deployment;
-use crate::error::GatewayError;
-use crate::types::{ChatRequest, Message, PassthroughRequest, StreamOptions, GATEWAY_FIELDS};
+use crate::error::{Dialect, GatewayError};
+use crate::pipeline::Call;
+use crate::translate::{self, anthropic};
+use crate::types::{ChatRequest, Endpoint, Message, Native, PassthroughRequest, StreamOptions, GATEWAY_FIELDS};
 use bytes::Bytes;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -150,11 +153,15 @@ pub fn chat_body(dep: &Deployment, req: &ChatRequest) -> Result<Bytes, GatewayEr
         stream: req.stream,
         // OpenAI refuses stream_options on a request that does not stream.
         stream_options: req.stream_options.as_ref().filter(|_| req.stream == Some(true)),
-        max_tokens: req.max_tokens.or_else(|| default_u64("max_tokens")),
+        max_tokens: req
+            .max_tokens
+            .or_else(|| default_u64("max_tokens"))
+            .map(|n| clamp_max_tokens(dep, n)),
         max_completion_tokens: req
             .max_completion_tokens
             .or_else(|| default_u64("max_completion_tokens"))
-            .filter(|_| !dropped("max_completion_tokens")),
+            .filter(|_| !dropped("max_completion_tokens"))
+            .map(|n| clamp_max_tokens(dep, n)),
         extra: Extra { dep, own: &req.extra },
     };
     to_bytes(&out)
@@ -167,4 +174,53 @@ pub fn passthrough_body(dep: &Deployment, req: &PassthroughRequest) -> Result<By
         stream: req.stream,
         extra: Extra { dep, own: &req.extra },
     })
+}
+
+/// Every OpenAI-compatible deployment. A chat client's body passes through (model renamed,
+/// gateway fields removed, deployment defaults added); an Anthropic client's request goes as its
+/// canonical translation, refused when it needs what this wire cannot carry (server tools,
+/// `mcp_servers`, PDF documents) unless `drop_params` allows dropping it.
+pub struct OpenAiWire;
+
+impl WireFormat for OpenAiWire {
+    fn prepare<'d>(&self, dep: &'d Deployment, call: &Call, _dialect: Dialect) -> Result<Prepared<'d>, GatewayError> {
+        let (body, url) = match call {
+            Call::Chat(r) => {
+                if let Some(Native::Anthropic(n)) = &r.native {
+                    if !n.unportable.is_empty() {
+                        let what = n.unportable.join(", ");
+                        if !dep.drop_params {
+                            return Err(GatewayError::invalid(format!(
+                                "{} speaks the OpenAI chat wire, which cannot carry: {what}. Remove them, route to an anthropic/ deployment, or set drop_params: true to drop them",
+                                dep.label()
+                            )));
+                        }
+                        tracing::warn!(deployment = %dep.label(), dropped = %what, "drop_params: Anthropic-only content dropped on the OpenAI wire");
+                    }
+                }
+                (chat_body(dep, r)?, dep.chat_url.as_str())
+            }
+            Call::Passthrough(Endpoint::Embeddings, r) => (passthrough_body(dep, r)?, dep.embeddings_url.as_str()),
+            Call::Passthrough(_, r) => (passthrough_body(dep, r)?, dep.completions_url.as_str()),
+        };
+        Ok(Prepared::Send {
+            url,
+            body,
+            forward_headers: false,
+        })
+    }
+
+    fn answer(&self, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError> {
+        match dialect {
+            Dialect::Anthropic => anthropic::response_from_openai(&body, call.model()),
+            Dialect::OpenAi | Dialect::Responses => Ok(body),
+        }
+    }
+
+    fn stream(&self, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream {
+        match dialect {
+            Dialect::Anthropic => translate::stream(upstream, anthropic::OpenAiToAnthropic::new(call.model())),
+            Dialect::OpenAi | Dialect::Responses => upstream,
+        }
+    }
 }

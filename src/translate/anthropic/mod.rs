@@ -4,21 +4,23 @@
 //! URL) <-> `image_url` parts (data URLs for base64); `tool_use` blocks <-> assistant `tool_calls`;
 //! `tool_result` blocks <-> `tool` messages; `tools`/`tool_choice` (`any` <-> `required`);
 //! `stop_sequences` <-> `stop`; stop reasons `end_turn`<->`stop`, `max_tokens`<->`length`,
-//! `tool_use`<->`tool_calls`; usage including cache reads; thinking <-> `reasoning_content`.
+//! `tool_use`<->`tool_calls`; usage including cache reads; thinking in answers <-> `reasoning_content`.
+//! The request side of an Anthropic client is in [`wire`] (typed, kept whole for passthrough).
+//! Toward Anthropic from a chat client, every system message (wherever it stands) joins the
+//! top-level `system`: Anthropic takes mid-conversation system messages only under a beta that a
+//! chat client cannot have asked for.
+
+pub mod wire;
 
 use super::EventTranslator;
 use crate::config::Deployment;
 use crate::error::GatewayError;
-use crate::types::{ChatRequest, Message, StreamOptions};
+use crate::types::ChatRequest;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 /// Anthropic requires `max_tokens`; this is used when a canonical request leaves it out.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-fn bad(msg: impl Into<String>) -> GatewayError {
-    GatewayError::invalid(msg)
-}
 
 fn text_of(v: &Value) -> String {
     match v {
@@ -50,208 +52,9 @@ pub fn stop_to_openai(stop: &str) -> &'static str {
     }
 }
 
-// ---- Anthropic request -> canonical -------------------------------------------------------------
-
-fn image_part(source: &Value) -> Option<Value> {
-    let url = match source.get("type").and_then(Value::as_str) {
-        Some("base64") => format!(
-            "data:{};base64,{}",
-            source.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
-            source.get("data").and_then(Value::as_str)?
-        ),
-        Some("url") => source.get("url").and_then(Value::as_str)?.to_string(),
-        _ => return None,
-    };
-    Some(json!({"type": "image_url", "image_url": {"url": url}}))
-}
-
-/// A Messages API body as the canonical request.
+/// A Messages API body as the canonical request (the body itself kept beside it).
 pub fn request_to_canonical(body: Value) -> Result<ChatRequest, GatewayError> {
-    let Value::Object(mut b) = body else {
-        return Err(bad("the request body must be a JSON object"));
-    };
-    let model = match b.remove("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => m,
-        _ => return Err(GatewayError::invalid_param("model", "model: field required")),
-    };
-    let max_tokens = match b.remove("max_tokens") {
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| GatewayError::invalid_param("max_tokens", "max_tokens: must be a positive integer"))?,
-        ),
-        None => return Err(GatewayError::invalid_param("max_tokens", "max_tokens: field required")),
-    };
-    let Some(Value::Array(in_messages)) = b.remove("messages") else {
-        return Err(GatewayError::invalid_param(
-            "messages",
-            "messages: field required (a list)",
-        ));
-    };
-    let mut messages = Vec::new();
-    if let Some(system) = b.remove("system") {
-        let text = text_of(&system);
-        if !text.is_empty() {
-            messages.push(Message {
-                role: "system".into(),
-                content: Some(Value::String(text)),
-                extra: Map::new(),
-            });
-        }
-    }
-    for (i, m) in in_messages.into_iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("").to_string();
-        if role != "user" && role != "assistant" {
-            return Err(GatewayError::invalid_param(
-                "messages",
-                format!("messages.{i}.role: must be \"user\" or \"assistant\""),
-            ));
-        }
-        let content = m.get("content").cloned().unwrap_or(Value::Null);
-        let blocks = match content {
-            Value::String(s) => {
-                messages.push(Message {
-                    role,
-                    content: Some(Value::String(s)),
-                    extra: Map::new(),
-                });
-                continue;
-            }
-            Value::Array(blocks) => blocks,
-            _ => {
-                return Err(GatewayError::invalid_param(
-                    "messages",
-                    format!("messages.{i}.content: must be a string or a list of blocks"),
-                ))
-            }
-        };
-        let mut parts: Vec<Value> = Vec::new();
-        let mut tool_calls: Vec<Value> = Vec::new();
-        let mut reasoning = String::new();
-        for block in blocks {
-            match block.get("type").and_then(Value::as_str).unwrap_or("") {
-                "text" => {
-                    parts.push(json!({"type": "text", "text": block.get("text").and_then(Value::as_str).unwrap_or("")}))
-                }
-                "image" => {
-                    if let Some(p) = block.get("source").and_then(image_part) {
-                        parts.push(p);
-                    }
-                }
-                "tool_use" => tool_calls.push(json!({
-                    "id": block.get("id").cloned().unwrap_or(Value::Null),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name").cloned().unwrap_or(Value::Null),
-                        "arguments": block.get("input").map(|v| v.to_string()).unwrap_or_else(|| "{}".into()),
-                    },
-                })),
-                "tool_result" => {
-                    let mut content = text_of(block.get("content").unwrap_or(&Value::Null));
-                    if block.get("is_error").and_then(Value::as_bool) == Some(true) {
-                        content = format!("Error: {content}");
-                    }
-                    let mut extra = Map::new();
-                    extra.insert(
-                        "tool_call_id".into(),
-                        block.get("tool_use_id").cloned().unwrap_or(Value::Null),
-                    );
-                    messages.push(Message {
-                        role: "tool".into(),
-                        content: Some(Value::String(content)),
-                        extra,
-                    });
-                }
-                "thinking" => reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or("")),
-                // Redacted thinking and documents cannot be carried to an OpenAI-wire model.
-                _ => {}
-            }
-        }
-        if parts.is_empty() && tool_calls.is_empty() {
-            continue;
-        }
-        let all_text = parts.iter().all(|p| p["type"] == "text");
-        let content = if role == "assistant" || all_text {
-            let t: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
-            if t.is_empty() && !tool_calls.is_empty() {
-                None
-            } else {
-                Some(Value::String(t.join("\n")))
-            }
-        } else {
-            Some(Value::Array(parts))
-        };
-        let mut extra = Map::new();
-        if !tool_calls.is_empty() {
-            extra.insert("tool_calls".into(), Value::Array(tool_calls));
-        }
-        if !reasoning.is_empty() {
-            extra.insert("reasoning_content".into(), Value::String(reasoning));
-        }
-        messages.push(Message { role, content, extra });
-    }
-    let mut extra = Map::new();
-    if let Some(s) = b.remove("stop_sequences") {
-        extra.insert("stop".into(), s);
-    }
-    for k in ["temperature", "top_p", "top_k"] {
-        if let Some(v) = b.remove(k) {
-            extra.insert(k.into(), v);
-        }
-    }
-    if let Some(Value::Array(tools)) = b.remove("tools") {
-        let t: Vec<Value> = tools
-            .into_iter()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t.get("name").cloned().unwrap_or(Value::Null),
-                    "description": t.get("description").cloned().unwrap_or(Value::String(String::new())),
-                    "parameters": t.get("input_schema").cloned().unwrap_or(json!({"type": "object"})),
-                }})
-            })
-            .collect();
-        extra.insert("tools".into(), Value::Array(t));
-    }
-    if let Some(tc) = b.remove("tool_choice") {
-        let choice = match tc.get("type").and_then(Value::as_str) {
-            Some("any") => json!("required"),
-            Some("none") => json!("none"),
-            Some("tool") => {
-                json!({"type": "function", "function": {"name": tc.get("name").cloned().unwrap_or(Value::Null)}})
-            }
-            _ => json!("auto"),
-        };
-        extra.insert("tool_choice".into(), choice);
-        if tc.get("disable_parallel_tool_use").and_then(Value::as_bool) == Some(true) {
-            extra.insert("parallel_tool_calls".into(), Value::Bool(false));
-        }
-    }
-    if let Some(user) = b.get("metadata").and_then(|m| m.get("user_id")).cloned() {
-        extra.insert("user".into(), user);
-    }
-    // Kept for an Anthropic upstream; an OpenAI-wire one does not take it.
-    if let Some(t) = b.remove("thinking") {
-        extra.insert("thinking".into(), t);
-    }
-    let stream = b.remove("stream").and_then(|v| v.as_bool());
-    // The gateway's own controls (fallbacks, num_retries, mock_response, ...) pass as in OpenAI.
-    for (k, v) in b {
-        if k != "metadata" && k != "service_tier" && k != "container" && k != "mcp_servers" {
-            extra.entry(k).or_insert(v);
-        }
-    }
-    Ok(ChatRequest {
-        model,
-        messages,
-        stream_options: (stream == Some(true)).then(|| StreamOptions {
-            include_usage: Some(true),
-            extra: Map::new(),
-        }),
-        stream,
-        max_tokens,
-        max_completion_tokens: None,
-        extra,
-        native: None,
-    })
+    wire::parse(body)
 }
 
 // ---- OpenAI response -> Anthropic ---------------------------------------------------------------
@@ -585,6 +388,7 @@ pub fn request_from_canonical(dep: &Deployment, req: &ChatRequest) -> Result<Byt
         .or(req.max_completion_tokens)
         .or_else(|| dep.defaults.get("max_tokens").and_then(Value::as_u64))
         .unwrap_or(DEFAULT_MAX_TOKENS);
+    let max_tokens = crate::providers::clamp_max_tokens(dep, max_tokens);
     body.insert("max_tokens".into(), max_tokens.into());
     if !system.is_empty() {
         body.insert("system".into(), Value::String(system.join("\n\n")));
@@ -816,7 +620,7 @@ mod tests {
 
     #[test]
     fn recorded_openai_tool_stream_becomes_anthropic_events() {
-        let fixture = include_str!("../../tests/fixtures/anthropic/openai_tool_stream.sse");
+        let fixture = include_str!("../../../tests/fixtures/anthropic/openai_tool_stream.sse");
         let out = run(&mut OpenAiToAnthropic::new("claude-sonnet-4-5"), fixture, 37);
         let evs = parse(&out);
         let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
@@ -854,7 +658,7 @@ mod tests {
 
     #[test]
     fn recorded_anthropic_tool_stream_becomes_openai_chunks() {
-        let fixture = include_str!("../../tests/fixtures/anthropic/anthropic_tool_stream.sse");
+        let fixture = include_str!("../../../tests/fixtures/anthropic/anthropic_tool_stream.sse");
         let out = run(&mut AnthropicToOpenAi::new(true), fixture, 53);
         assert!(out.ends_with("data: [DONE]\n\n"));
         let chunks = parse(&out);

@@ -303,3 +303,79 @@ async fn bad_messages_get_anthropic_errors_with_paths() {
     }
     assert!(an.requests().is_empty());
 }
+
+/// The sum of a Prometheus counter's samples whose labels contain `label`.
+fn counter(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn passed_through_answers_are_still_metered() {
+    let (oa, an) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let gw = spawn(&cfg(&oa, &an, "litellm_settings:\n  callbacks: [prometheus]\n")).await;
+    let r = post_messages(&gw, &claude_body("claude-real", true)).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    // What the upstream reported: input in message_start (plus its cache reads), output at the end.
+    let evs: Vec<Value> = sse_data(&text)
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let input = evs[0]["message"]["usage"]["input_tokens"].as_f64().unwrap()
+        + evs[0]["message"]["usage"]["cache_read_input_tokens"].as_f64().unwrap();
+    let output = evs
+        .iter()
+        .rev()
+        .find_map(|e| e["usage"]["output_tokens"].as_f64())
+        .unwrap();
+    // A stream is metered as it ends; bounded wait for that.
+    let mut scraped = String::new();
+    for _ in 0..100 {
+        scraped = gw
+            .client
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if counter(&scraped, "litellm_output_tokens_metric_total", "claude-real") > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        counter(&scraped, "litellm_input_tokens_metric_total", "claude-real"),
+        input,
+        "{scraped}"
+    );
+    assert_eq!(
+        counter(&scraped, "litellm_output_tokens_metric_total", "claude-real"),
+        output
+    );
+}
+
+#[test]
+fn clamp_applies_to_local_deployments_that_declare_a_cap() {
+    let yaml = "model_list:
+  - {model_name: a, litellm_params: {model: hosted_vllm/q, api_base: 'http://127.0.0.1:9/v1'}, model_info: {max_output_tokens: 100}}
+  - {model_name: b, litellm_params: {model: hosted_vllm/q, api_base: 'http://127.0.0.1:9/v1'}}
+  - {model_name: c, litellm_params: {model: openai/gpt-5, api_key: k}, model_info: {max_output_tokens: 100}}
+";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let cfg = switchyard::config::Config::load_with_env(&path, &std::collections::HashMap::new()).unwrap();
+    let clamp = |i: usize, n| switchyard::providers::clamp_max_tokens(&cfg.deployments[i], n);
+    assert_eq!(clamp(0, 64000), 100);
+    assert_eq!(clamp(0, 50), 50);
+    assert_eq!(clamp(1, 64000), 64000, "local without a cap: as asked");
+    assert_eq!(clamp(2, 64000), 64000, "cloud: as asked");
+}

@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("SWITCHYARD_BIN_DIR", ROOT / "target" / "debug"))
 MASTER_KEY = "sk-test-master-key"
+# The session's mock upstream, set by the `gateway` fixture (its /__mock/requests shows what it received).
+UPSTREAM = {}
 
 
 def free_port() -> int:
@@ -44,6 +46,7 @@ def gateway():
     procs = [mock]
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        UPSTREAM["url"] = f"http://127.0.0.1:{mock_port}"
         cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         cfg.write(
             f"""
@@ -89,3 +92,9 @@ general_settings:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture
+def upstream(gateway):
+    """The mock upstream's base URL (no /v1), behind the session's gateway."""
+    return UPSTREAM["url"]

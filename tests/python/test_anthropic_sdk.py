@@ -121,3 +121,107 @@ def test_openai_sdk_against_the_anthropic_upstream(gateway):
         if ch.choices and ch.choices[0].delta.tool_calls
     )
     assert json.loads(args) == {"city": "Paris"}
+
+
+# ---- Faithful passthrough and cross-wire hygiene (issue 14) ------------------------------------
+
+BETAS = "mid-conversation-system-2026-04-07,interleaved-thinking-2025-05-14"
+SIGNATURE = "EqQBCkYIBxgCKkDsignature"
+
+
+def last_received(upstream, path):
+    """The body the mock upstream last received on `path`."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{upstream}/__mock/requests") as r:
+        recorded = json.load(r)
+    return next(x for x in reversed(recorded) if x["path"] == path)
+
+
+def conversation(first):
+    """A tool-use continuation as Claude Code sends it: signed thinking before the tool call,
+    cache_control breakpoints, and a system message in the middle of the conversation."""
+    tool_use = next(b for b in first.content if b.type == "tool_use")
+    return [
+        {"role": "user", "content": [{"type": "text", "text": "what is the weather in Paris?", "cache_control": {"type": "ephemeral"}}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "The user wants the weather; call the tool.", "signature": SIGNATURE},
+                {"type": "tool_use", "id": tool_use.id, "name": tool_use.name, "input": tool_use.input},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny", "is_error": False}]},
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "and tomorrow?"},
+    ]
+
+
+def ask(client, model, messages=None, stream=False):
+    kwargs = dict(
+        model=model,
+        # The SDK refuses non-streamed calls it expects to take over 10 minutes (about 21k tokens).
+        max_tokens=32000 if stream else 16000,
+        system=[{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+        tools=[dict(WEATHER_TOOL, cache_control={"type": "ephemeral"})],
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        metadata={"user_id": "user_123"},
+        messages=messages or [{"role": "user", "content": "what is the weather in Paris?"}],
+        extra_headers={"anthropic-beta": BETAS},
+        extra_body={"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}, "output_config": {"effort": "medium"}},
+    )
+    if stream:
+        with client.messages.stream(**kwargs) as s:
+            return s.get_final_message()
+    return client.messages.create(**kwargs)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_and_cache_control_reach_an_anthropic_deployment_as_sent(client, upstream, stream):
+    first = ask(client, ANTHROPIC_BACKED, stream=stream)
+    assert first.stop_reason == "tool_use"
+    messages = conversation(first)
+    follow = ask(client, ANTHROPIC_BACKED, messages, stream=stream)
+    assert follow.content[0].text == "echo: and tomorrow?"
+    seen = last_received(upstream, "/v1/messages")
+    body = seen["body"]
+    assert body["model"] == "claude-sonnet-4-5-20250929"
+    assert body["messages"] == messages, "the conversation goes upstream exactly as sent"
+    assert body["messages"][1]["content"][0]["signature"] == SIGNATURE
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert body["tools"][0]["cache_control"] == {"type": "ephemeral"}
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["context_management"] == {"edits": [{"type": "clear_tool_uses_20250919"}]}
+    assert body["output_config"] == {"effort": "medium"}
+    assert body["metadata"] == {"user_id": "user_123"}
+    assert body["max_tokens"] == (32000 if stream else 16000)
+    assert seen["headers"]["anthropic-beta"] == BETAS
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_same_conversation_toward_an_openai_wire_deployment_leaks_nothing(client, upstream, stream):
+    first = ask(client, OPENAI_BACKED, stream=stream)
+    assert first.stop_reason == "tool_use"
+    follow = ask(client, OPENAI_BACKED, conversation(first), stream=stream)
+    assert follow.content[0].text == "echo: and tomorrow?"
+    body = last_received(upstream, "/v1/chat/completions")["body"]
+    raw = json.dumps(body)
+    for anthropic_only in ["cache_control", "thinking", "signature", "context_management", "output_config", "metadata", "input_schema"]:
+        assert anthropic_only not in raw, f"{anthropic_only} leaked: {raw}"
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "system", "user"]
+    assert body["messages"][4]["content"] == "Answer in one word."
+    assert body["messages"][2]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert body["user"] == "user_123"
+
+
+def test_a_server_tool_toward_an_openai_wire_deployment_is_refused_in_anthropic_shape(client):
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.messages.create(
+            model=OPENAI_BACKED,
+            max_tokens=64,
+            tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+            messages=[{"role": "user", "content": "search the news"}],
+        )
+    assert e.value.body["type"] == "error"
+    assert "web_search_20250305" in e.value.body["error"]["message"]

@@ -379,3 +379,20 @@ fn clamp_applies_to_local_deployments_that_declare_a_cap() {
     assert_eq!(clamp(1, 64000), 64000, "local without a cap: as asked");
     assert_eq!(clamp(2, 64000), 64000, "cloud: as asked");
 }
+
+#[tokio::test]
+async fn a_claude_wildcard_passes_each_name_on_as_sent() {
+    // The README's "all on Anthropic" recipe: whatever id Claude Code sends reaches Anthropic as is.
+    let an = MockUpstream::start().await.unwrap();
+    let yaml = format!(
+        "model_list:\n  - model_name: \"claude-*\"\n    litellm_params: {{model: \"anthropic/claude-*\", api_base: 'http://{}', api_key: k}}\n",
+        an.addr
+    );
+    let gw = spawn(&yaml).await;
+    for name in ["claude-opus-4-8", "claude-sonnet-4-5-20250929", "claude-haiku-4-5"] {
+        let r = post_messages(&gw, &claude_body(name, true)).await;
+        assert_eq!(r.status(), 200, "{name}");
+        let _ = r.text().await.unwrap();
+        assert_eq!(an.requests().pop().unwrap().body["model"], name);
+    }
+}

@@ -216,7 +216,7 @@ fn schemas() -> Value {
         "type": "object",
         "required": ["role", "content"],
         "properties": {
-            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "role": {"type": "string", "enum": ["user", "assistant", "system"]},
             "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
         }
     });

@@ -84,13 +84,6 @@ pub enum Block {
     Other,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Blocks(Vec<Value>),
-}
-
 /// A tool: a custom one (`input_schema`), or one Anthropic defines (`type` with a date:
 /// `web_search_20250305`, `bash_20250124`, ...).
 #[derive(Debug, Deserialize)]
@@ -126,8 +119,9 @@ enum ToolChoice {
 /// Fields that would change the answer if an OpenAI-wire deployment ignored them.
 const UNPORTABLE_FIELDS: &[&str] = &["mcp_servers", "container"];
 
-fn field<T: serde::de::DeserializeOwned>(path: &str, v: Value) -> Result<T, GatewayError> {
-    serde_json::from_value(v).map_err(|e| GatewayError::invalid_param(path, format!("{path}: {e}")))
+/// Reads `v` as `T` without taking it: the body is kept whole for passthrough, not copied.
+fn field<T: serde::de::DeserializeOwned>(path: &str, v: &Value) -> Result<T, GatewayError> {
+    T::deserialize(v).map_err(|e| GatewayError::invalid_param(path, format!("{path}: {e}")))
 }
 
 fn text_of_blocks(v: &Value) -> String {
@@ -164,32 +158,36 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
     let Value::Object(b) = body else {
         return Err(GatewayError::invalid("the request body must be a JSON object"));
     };
-    let native = b.clone();
-    let mut b = b;
     let mut unportable = Vec::new();
-    let model = match b.remove("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => m,
+    let model = match b.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
         _ => return Err(GatewayError::invalid_param("model", "model: field required")),
     };
-    let max_tokens = match b.remove("max_tokens") {
+    let max_tokens = match b.get("max_tokens") {
         Some(v) => v
             .as_u64()
             .ok_or_else(|| GatewayError::invalid_param("max_tokens", "max_tokens: must be a positive integer"))?,
         None => return Err(GatewayError::invalid_param("max_tokens", "max_tokens: field required")),
     };
-    let Some(Value::Array(in_messages)) = b.remove("messages") else {
+    let Some(Value::Array(in_messages)) = b.get("messages") else {
         return Err(GatewayError::invalid_param(
             "messages",
             "messages: field required (a list)",
         ));
     };
     let mut messages = Vec::new();
-    match b.remove("system") {
+    match b.get("system") {
         None | Some(Value::Null) => {}
         Some(system) => {
-            let text = match field::<Content>("system", system)? {
-                Content::Text(s) => s,
-                Content::Blocks(blocks) => text_of_blocks(&Value::Array(blocks)),
+            let text = match system {
+                Value::String(s) => s.clone(),
+                Value::Array(_) => text_of_blocks(system),
+                _ => {
+                    return Err(GatewayError::invalid_param(
+                        "system",
+                        "system: must be a string or a list of text blocks",
+                    ))
+                }
             };
             if !text.is_empty() {
                 messages.push(Message {
@@ -200,30 +198,16 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
             }
         }
     }
-    for (i, m) in in_messages.into_iter().enumerate() {
-        let Value::Object(mut m) = m else {
+    for (i, m) in in_messages.iter().enumerate() {
+        let Value::Object(m) = m else {
             return Err(GatewayError::invalid_param(
                 "messages",
                 format!("messages.{i}: must be an object"),
             ));
         };
-        let role: Role = field(&format!("messages.{i}.role"), m.remove("role").unwrap_or(Value::Null))?;
-        let content: Content = match m.remove("content") {
-            Some(c) => field(&format!("messages.{i}.content"), c).map_err(|_| {
-                GatewayError::invalid_param(
-                    "messages",
-                    format!("messages.{i}.content: must be a string or a list of blocks"),
-                )
-            })?,
-            None => {
-                return Err(GatewayError::invalid_param(
-                    "messages",
-                    format!("messages.{i}.content: field required"),
-                ))
-            }
-        };
-        let raw = match content {
-            Content::Text(s) => {
+        let role: Role = field(&format!("messages.{i}.role"), m.get("role").unwrap_or(&Value::Null))?;
+        let raw = match m.get("content") {
+            Some(Value::String(s)) => {
                 let role = match role {
                     Role::User => "user",
                     Role::Assistant => "assistant",
@@ -231,16 +215,28 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
                 };
                 messages.push(Message {
                     role: role.into(),
-                    content: Some(Value::String(s)),
+                    content: Some(Value::String(s.clone())),
                     extra: Map::new(),
                 });
                 continue;
             }
-            Content::Blocks(raw) => raw,
+            Some(Value::Array(raw)) => raw,
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "messages",
+                    format!("messages.{i}.content: must be a string or a list of blocks"),
+                ))
+            }
+            None => {
+                return Err(GatewayError::invalid_param(
+                    "messages",
+                    format!("messages.{i}.content: field required"),
+                ))
+            }
         };
         let mut parts: Vec<Value> = Vec::new();
         let mut tool_calls: Vec<Value> = Vec::new();
-        for (j, raw) in raw.into_iter().enumerate() {
+        for (j, raw) in raw.iter().enumerate() {
             let path = format!("messages.{i}.content.{j}");
             let kind = raw.get("type").and_then(Value::as_str).unwrap_or("").to_string();
             if kind.is_empty() {
@@ -334,22 +330,24 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
         });
     }
     let mut extra = Map::new();
-    if let Some(s) = b.remove("stop_sequences") {
+    if let Some(s) = b.get("stop_sequences") {
         let s: Vec<String> = field("stop_sequences", s)?;
         extra.insert("stop".into(), json!(s));
     }
     for k in ["temperature", "top_p", "top_k"] {
-        if let Some(v) = b.remove(k) {
+        if let Some(v) = b.get(k) {
             if !v.is_number() && !v.is_null() {
                 return Err(GatewayError::invalid_param(k, format!("{k}: must be a number")));
             }
-            extra.insert(k.into(), v);
+            extra.insert(k.into(), v.clone());
         }
     }
-    if let Some(tools) = b.remove("tools") {
-        let tools: Vec<Value> = field("tools", tools)?;
+    if let Some(tools) = b.get("tools") {
+        let Value::Array(tools) = tools else {
+            return Err(GatewayError::invalid_param("tools", "tools: must be a list"));
+        };
         let mut out = Vec::new();
-        for (i, t) in tools.into_iter().enumerate() {
+        for (i, t) in tools.iter().enumerate() {
             let path = format!("tools.{i}");
             let t: Tool = field(&path, t)?;
             match (&t.kind, t.input_schema) {
@@ -371,7 +369,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
             extra.insert("tools".into(), Value::Array(out));
         }
     }
-    if let Some(tc) = b.remove("tool_choice") {
+    if let Some(tc) = b.get("tool_choice") {
         let (choice, no_parallel) = match field::<ToolChoice>("tool_choice", tc)? {
             ToolChoice::Auto {
                 disable_parallel_tool_use,
@@ -396,7 +394,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
             }
         }
     }
-    if let Some(meta) = b.remove("metadata") {
+    if let Some(meta) = b.get("metadata") {
         if !meta.is_object() && !meta.is_null() {
             return Err(GatewayError::invalid_param("metadata", "metadata: must be an object"));
         }
@@ -404,11 +402,11 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
             extra.insert("user".into(), user);
         }
         // Kept for the gateway (tags); never sent on the OpenAI wire.
-        extra.insert("metadata".into(), meta);
+        extra.insert("metadata".into(), meta.clone());
     }
-    let stream = match b.remove("stream") {
+    let stream = match b.get("stream") {
         None | Some(Value::Null) => None,
-        Some(Value::Bool(s)) => Some(s),
+        Some(Value::Bool(s)) => Some(*s),
         Some(_) => return Err(GatewayError::invalid_param("stream", "stream: must be a boolean")),
     };
     for k in UNPORTABLE_FIELDS {
@@ -418,9 +416,9 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
     }
     // The gateway's own controls (fallbacks, num_retries, mock_response, ...) pass as in OpenAI;
     // every other field is Anthropic's (or newer than us) and stays in the native body only.
-    for (k, v) in b {
-        if GATEWAY_FIELDS.contains(&k.as_str()) {
-            extra.insert(k, v);
+    for (k, v) in &b {
+        if k != "metadata" && GATEWAY_FIELDS.contains(&k.as_str()) {
+            extra.insert(k.clone(), v.clone());
         }
     }
     Ok(ChatRequest {
@@ -435,7 +433,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
         max_completion_tokens: None,
         extra,
         native: Some(crate::types::Native::Anthropic(std::sync::Arc::new(Native {
-            body: native,
+            body: b,
             unportable,
         }))),
     })

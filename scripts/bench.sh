@@ -154,6 +154,23 @@ MSG_URL="${GW_URL%/chat/completions}/messages"
 run c1 messages "$MSG_URL" --concurrency 1
 run stream-c1 messages "$MSG_URL" --concurrency 1 --stream
 alive "$GW_PID" switchyard "$TMP/gateway.log"
+# Same-wire passthrough: the same Messages body to a gateway whose `bench` is an anthropic/
+# deployment (the mock's /v1/messages): the body goes as sent, the answer comes back as sent.
+PT_PORT=$(bench --free-port)
+sed -e 's#model: openai/bench#model: anthropic/bench#' -e "s#api_base: http://127.0.0.1:$MOCK_PORT/v1#api_base: http://127.0.0.1:$MOCK_PORT#" \
+    "$TMP/config.yaml" >"$TMP/passthrough.yaml"
+"$BIN/switchyard" --config "$TMP/passthrough.yaml" --port "$PT_PORT" >"$TMP/passthrough.log" 2>&1 &
+PT_PID=$!
+PIDS+=("$PT_PID")
+PT_URL="http://127.0.0.1:$PT_PORT/v1/messages"
+if bench --wait-ready --url "$PT_URL" --ready-timeout 30 >/dev/null; then
+    run_cpu "$PT_PID" c1 messages-passthrough "$PT_URL" --concurrency 1
+    run stream-c1 messages-passthrough "$PT_URL" --concurrency 1 --stream
+else
+    echo "  WARNING: the passthrough gateway never answered; its log:" >&2
+    cat "$TMP/passthrough.log" >&2
+fi
+kill "$PT_PID" 2>/dev/null || true
 AFTER_RSS_KB=$(rss_kb "$GW_PID")
 
 # --- keys, limits and the ledger ------------------------------------------------------------------
@@ -379,6 +396,12 @@ jq -r '
       | ($r.runs | map(select(.target == "messages" and .scenario == "stream-c1")) | .[0]) as $ms
       | if $m == null then empty else
         "- Anthropic /v1/messages over the OpenAI wire, c1: p50/p99 \($m.p50_us | ms) / \($m.p99_us | ms) ms vs OpenAI path \($o.p50_us | ms) / \($o.p99_us | ms) ms (translation adds \(sub($m.p50_us; $o.p50_us) | sgn) / \(sub($m.p99_us; $o.p99_us) | sgn) ms); streaming TTFT \($ms.ttft_p50_us | ms) / \($ms.ttft_p99_us | ms) ms vs \($os.ttft_p50_us | ms) / \($os.ttft_p99_us | ms) ms"
+        end ),
+    ( ($r.runs | map(select(.target == "messages" and .scenario == "c1")) | .[0]) as $m
+      | ($r.runs | map(select(.target == "messages-passthrough" and .scenario == "c1")) | .[0]) as $p
+      | ($r.runs | map(select(.target == "messages-passthrough" and .scenario == "stream-c1")) | .[0]) as $ps
+      | if $p == null or $m == null then empty else
+        "- Anthropic /v1/messages passed through to an anthropic/ deployment, c1: p50/p99 \($p.p50_us | ms) / \($p.p99_us | ms) ms vs translated \($m.p50_us | ms) / \($m.p99_us | ms) ms; gateway CPU \($p.cpu_us_per_request // "-") µs per request; streaming TTFT \($ps.ttft_p50_us | ms) / \($ps.ttft_p99_us | ms) ms"
         end ),
     "",
     ( ($r.runs | map(select(.target == "cache-hit"))) as $ch

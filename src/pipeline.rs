@@ -3,7 +3,8 @@
 //! 1. resolve the model to its group (`routing::ModelMap`);
 //! 2. keep the deployments that may serve now (`Router::eligible`: not cooling, healthy, fits)
 //!    and pick one by the routing strategy (`routing::balance`);
-//! 3. frame the body for its wire (`providers`) and send it under the deployment's timeout; a
+//! 3. frame the body for its wire (`providers::WireFormat`: as sent when the client speaks that
+//!    wire, translated otherwise) and send it under the deployment's timeout; a
 //!    stream counts as started only once its first chunk arrived, so a stream that fails before
 //!    that is retried like any other failure;
 //! 4. on failure: record it (cooldowns), retry (another deployment at once when one is left,
@@ -99,6 +100,12 @@ impl Call {
             (Call::Passthrough(Endpoint::Embeddings, _), _) => "aembedding",
             (Call::Passthrough(_, _), _) => "atext_completion",
         }
+    }
+
+    /// Whether the client's body holds what only its own wire can carry (see
+    /// `translate::anthropic::wire::Native::unportable`).
+    pub fn needs_its_own_wire(&self) -> bool {
+        matches!(self, Call::Chat(ChatRequest { native: Some(crate::types::Native::Anthropic(n)), .. }) if !n.unportable.is_empty())
     }
 
     /// Request tags: `metadata.tags` (LiteLLM) or a top-level `tags`.
@@ -300,6 +307,11 @@ async fn try_group(
     loop {
         let eligible = router.eligible(settings, group, &tried, est_tokens)?;
         let mut candidates = eligible.candidates;
+        // A request only some wires can carry (an Anthropic server tool) goes to a deployment
+        // that can, when the group has one; else the wire's own refusal says why.
+        if call.needs_its_own_wire() && candidates.iter().any(|(d, _)| crate::providers::carries_native(d)) {
+            candidates.retain(|(d, _)| crate::providers::carries_native(d));
+        }
         if !req.ctx.allow_cloud {
             candidates.retain(|(d, _)| d.is_local());
             if candidates.is_empty() {
@@ -639,7 +651,7 @@ fn usage_of(body: &[u8]) -> Option<Usage> {
 
 /// LiteLLM's `mock_response`: a canned answer in the endpoint's shape, no upstream call.
 fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect) -> Result<Outcome, GatewayError> {
-    use crate::providers::{mock::Mock, Prepared, WireFormat};
+    use crate::providers::{mock::Mock, WireFormat};
     let mock = Mock { text };
     let Prepared::Canned(canned) = mock.prepare(dep, call, dialect)? else {
         return Err(GatewayError::Internal("the mock made a request".into()));

@@ -396,3 +396,36 @@ async fn a_claude_wildcard_passes_each_name_on_as_sent() {
         assert_eq!(an.requests().pop().unwrap().body["model"], name);
     }
 }
+
+#[tokio::test]
+async fn a_server_tool_in_a_mixed_group_goes_to_the_deployment_that_can_run_it() {
+    // Claude Code's local-first group: a local engine and Anthropic. A web_search request cannot
+    // go to the engine, so it goes to Anthropic instead of failing; plain requests still reach both.
+    let (oa, an) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let yaml = format!(
+        "model_list:
+  - model_name: claude-code
+    litellm_params: {{model: hosted_vllm/qwen, api_base: '{}'}}
+  - model_name: claude-code
+    litellm_params: {{model: anthropic/claude-opus-4-8, api_base: 'http://{}', api_key: k}}
+",
+        oa.base_url(),
+        an.addr
+    );
+    let gw = spawn(&yaml).await;
+    let mut body = claude_body("claude-code", false);
+    body["tools"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "web_search_20250305", "name": "web_search"}));
+    for _ in 0..6 {
+        let r = post_messages(&gw, &body).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    assert_eq!(an.requests().len(), 6);
+    assert!(oa.requests().is_empty());
+    assert_eq!(an.requests()[0].body["tools"][1]["type"], "web_search_20250305");
+}

@@ -53,6 +53,11 @@ pub fn for_deployment(dep: &Deployment) -> &'static dyn WireFormat {
     }
 }
 
+/// Whether `dep` can take an Anthropic body whole (its own wire, or `drop_params` to drop the rest).
+pub fn carries_native(dep: &Deployment) -> bool {
+    dep.provider.spec().wire == spec::Wire::Anthropic || dep.drop_params
+}
+
 /// A completion budget as a local deployment can take it: at most its
 /// `model_info.max_output_tokens` (clients like Claude Code ask for 32k-64k, more than a local
 /// engine's context leaves). Cloud deployments, and local ones that do not say, get `n` as asked.

@@ -429,3 +429,34 @@ async fn a_server_tool_in_a_mixed_group_goes_to_the_deployment_that_can_run_it()
     assert!(oa.requests().is_empty());
     assert_eq!(an.requests()[0].body["tools"][1]["type"], "web_search_20250305");
 }
+
+#[tokio::test]
+async fn every_anthropic_beta_header_is_forwarded() {
+    let (oa, an) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let gw = spawn(&cfg(&oa, &an, "")).await;
+    let r = gw
+        .client
+        .post(gw.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "mid-conversation-system-2026-04-07")
+        .header("anthropic-beta", "some-future-beta-2027-01-01")
+        .json(&json!({"model": "claude-real", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = an.requests().pop().unwrap();
+    let betas: Vec<&str> = seen
+        .headers
+        .get_all("anthropic-beta")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        betas,
+        ["mid-conversation-system-2026-04-07", "some-future-beta-2027-01-01"]
+    );
+}

@@ -431,9 +431,15 @@ fn forwarded(headers: &HeaderMap, dialect: Dialect) -> Vec<(http::HeaderName, He
     if dialect != Dialect::Anthropic {
         return Vec::new();
     }
+    // Every value: a client may send `anthropic-beta` once per beta instead of comma-joined.
     ["anthropic-version", "anthropic-beta"]
         .iter()
-        .filter_map(|n| Some((http::HeaderName::from_static(n), headers.get(*n)?.clone())))
+        .flat_map(|n| {
+            headers
+                .get_all(*n)
+                .iter()
+                .map(|v| (http::HeaderName::from_static(n), v.clone()))
+        })
         .collect()
 }
 

@@ -24,6 +24,7 @@ use crate::routing::local_first::{self, Route};
 use crate::routing::report::Reporter;
 use crate::routing::state::{InFlight, Probe};
 use crate::routing::{balance, fallback, Group};
+use crate::translate::responses;
 use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
 use axum::body::Body;
 use bytes::Bytes;
@@ -92,10 +93,22 @@ impl Call {
         (chars / 4) as u64 + 1
     }
 
+    /// The client's Responses body, for a `/v1/responses` request.
+    pub fn responses(&self) -> Option<&Arc<responses::Native>> {
+        match self {
+            Call::Chat(ChatRequest {
+                native: Some(crate::types::Native::Responses(n)),
+                ..
+            }) => Some(n),
+            _ => None,
+        }
+    }
+
     /// LiteLLM's `call_type` for the ledger.
     pub fn call_type(&self, dialect: Dialect) -> &'static str {
         match (self, dialect) {
             (Call::Chat(_), Dialect::Anthropic) => "anthropic_messages",
+            (Call::Chat(_), Dialect::Responses) => "aresponses",
             (Call::Chat(_), _) => "acompletion",
             (Call::Passthrough(Endpoint::Embeddings, _), _) => "aembedding",
             (Call::Passthrough(_, _), _) => "atext_completion",
@@ -545,13 +558,13 @@ async fn attempt(
     let forward: &[(http::HeaderName, http::HeaderValue)] = if forward_headers { &ctx.forward_headers } else { &[] };
     let reply = state
         .upstream
-        .post(dep, url, body, timeout, request_id, forward)
+        .post(dep, &url, body, timeout, request_id, forward)
         .await?;
     let content_type = reply.response.headers().get(http::header::CONTENT_TYPE).cloned();
     let (payload, fault) = if stream {
         // The stream is committed only once its first chunk is here: until then, a failure can
         // still go to another deployment without the client seeing anything.
-        let mut upstream = wire.stream(Box::pin(reply.response.bytes_stream()), call, dialect);
+        let mut upstream = wire.stream(dep, Box::pin(reply.response.bytes_stream()), call, dialect);
         let remaining = timeout.saturating_sub(started.elapsed());
         let first = match tokio::time::timeout(remaining, upstream.next()).await {
             Err(_) => {
@@ -601,7 +614,7 @@ async fn attempt(
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);
         let bytes = match tokio::time::timeout(remaining, reply.response.bytes()).await {
-            Ok(Ok(b)) => wire.answer(b, call, dialect).map_err(|e| match e {
+            Ok(Ok(b)) => wire.answer(dep, b, call, dialect).map_err(|e| match e {
                 // The translator does not know which deployment answered.
                 GatewayError::UpstreamProtocol { detail, .. } => GatewayError::UpstreamProtocol {
                     deployment: dep.label(),
@@ -658,9 +671,9 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
     };
     let payload = if call.is_stream() {
         let once = futures_util::stream::once(async move { Ok::<_, reqwest::Error>(canned) });
-        Payload::Stream(Body::from_stream(mock.stream(Box::pin(once), call, dialect)))
+        Payload::Stream(Body::from_stream(mock.stream(dep, Box::pin(once), call, dialect)))
     } else {
-        Payload::Full(mock.answer(canned, call, dialect)?)
+        Payload::Full(mock.answer(dep, canned, call, dialect)?)
     };
     Ok(Outcome {
         deployment: dep.clone(),

@@ -41,6 +41,7 @@ pub fn from_sse(body: &[u8]) -> Tokens {
         if let Some(u) = v
             .get("usage")
             .or_else(|| v.pointer("/message/usage"))
+            .or_else(|| v.pointer("/response/usage"))
             .filter(|u| u.is_object())
         {
             t = from_usage(u, t);
@@ -62,6 +63,14 @@ fn from_usage(u: &Value, prev: Tokens) -> Tokens {
                 .pointer("/prompt_tokens_details/cached_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
+        };
+    }
+    // Responses usage: `input_tokens` already counts the cached ones.
+    if let Some(c) = u.pointer("/input_tokens_details/cached_tokens").and_then(Value::as_u64) {
+        return Tokens {
+            prompt: n("input_tokens").unwrap_or(prev.prompt),
+            completion: n("output_tokens").unwrap_or(prev.completion),
+            cached: c,
         };
     }
     let cached = n("cache_read_input_tokens");
@@ -268,7 +277,8 @@ impl<S> Tap<S> {
         let usage = match self.dialect {
             Dialect::OpenAi => v.get("usage").filter(|u| !u.is_null()),
             Dialect::Anthropic => v.pointer("/message/usage").or_else(|| v.get("usage")),
-            Dialect::Responses => v.pointer("/response/usage").or_else(|| v.get("usage")),
+            // `response.created` and `response.in_progress` carry `"usage": null`.
+            Dialect::Responses => v.pointer("/response/usage").filter(|u| u.is_object()),
         };
         if let Some(u) = usage {
             self.tokens = from_usage(u, self.tokens);

@@ -1,7 +1,7 @@
 //! LiteLLM's `mock_response`: a canned answer made here in the OpenAI wire's shape, then turned
 //! into the client's dialect exactly as an OpenAI-wire upstream's answer would be.
 
-use super::openai::OpenAiWire;
+use super::openai::{chat_answer, chat_stream};
 use super::{ByteStream, Prepared, WireFormat};
 use crate::config::Deployment;
 use crate::error::{Dialect, GatewayError};
@@ -18,12 +18,12 @@ impl WireFormat for Mock<'_> {
         Ok(Prepared::Canned(canned(dep, call, self.text)))
     }
 
-    fn answer(&self, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError> {
-        OpenAiWire.answer(body, call, dialect)
+    fn answer(&self, dep: &Deployment, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError> {
+        chat_answer(body, call, dialect, &dep.model)
     }
 
-    fn stream(&self, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream {
-        OpenAiWire.stream(upstream, call, dialect)
+    fn stream(&self, dep: &Deployment, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream {
+        chat_stream(upstream, call, dialect, &dep.model)
     }
 }
 

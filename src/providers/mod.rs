@@ -16,8 +16,10 @@ pub mod sse;
 use crate::config::Deployment;
 use crate::error::{Dialect, GatewayError};
 use crate::pipeline::Call;
+use crate::translate;
 use bytes::Bytes;
 use futures_util::Stream;
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> +
 pub enum Prepared<'d> {
     /// POST `body` to `url`; `forward_headers`: with the client's `anthropic-*` headers.
     Send {
-        url: &'d str,
+        url: Cow<'d, str>,
         body: Bytes,
         forward_headers: bool,
     },
@@ -39,10 +41,40 @@ pub enum Prepared<'d> {
 /// One upstream wire format: how a call is framed for it, and how its answers reach the client.
 pub trait WireFormat: Sync {
     fn prepare<'d>(&self, dep: &'d Deployment, call: &Call, dialect: Dialect) -> Result<Prepared<'d>, GatewayError>;
-    /// A whole answer, in the client's dialect.
-    fn answer(&self, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError>;
-    /// A streamed answer, in the client's dialect, event by event.
-    fn stream(&self, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream;
+    /// A whole answer from `dep`, in the client's dialect.
+    fn answer(&self, dep: &Deployment, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError>;
+    /// A streamed answer from `dep`, in the client's dialect, event by event.
+    fn stream(&self, dep: &Deployment, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream;
+}
+
+/// A Responses request goes as sent to a deployment serving `/responses`; elsewhere it is
+/// checked for what its chat form cannot carry, then translated by the wire.
+fn responses_passthrough<'d>(dep: &'d Deployment, call: &Call) -> Result<Option<Prepared<'d>>, GatewayError> {
+    let Some(native) = call.responses() else {
+        return Ok(None);
+    };
+    if translate::responses::serves_responses(dep) {
+        return Ok(Some(Prepared::Send {
+            url: Cow::Owned(translate::responses::responses_url(dep)),
+            body: translate::responses::passthrough_body(dep, native)?,
+            forward_headers: false,
+        }));
+    }
+    translate::responses::check_translatable(dep, native)?;
+    Ok(None)
+}
+
+/// Whether `dep` answers a Responses request in the Responses shape itself.
+fn responses_passed_through(dep: &Deployment, call: &Call) -> bool {
+    call.responses().is_some() && translate::responses::serves_responses(dep)
+}
+
+/// A chat completion as a Responses object for the client's request.
+fn chat_to_responses(body: &[u8], call: &Call, model: &str) -> Result<Bytes, GatewayError> {
+    let native = call
+        .responses()
+        .ok_or_else(|| GatewayError::Internal("a Responses translation without its request".into()))?;
+    translate::responses::response::body_from_chat(body, native, model)
 }
 
 /// The wire `dep` speaks.

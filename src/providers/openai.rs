@@ -4,8 +4,9 @@
 //! defaults under the client's own values, the gateway's own fields removed, and, under
 //! `drop_params`, the parameters the provider is known to reject removed.
 
+pub use super::clamp_max_tokens;
 use super::spec::Provider;
-use super::{clamp_max_tokens, ByteStream, Prepared, WireFormat};
+use super::{ByteStream, Prepared, WireFormat};
 use crate::config::Deployment;
 use crate::error::{Dialect, GatewayError};
 use crate::pipeline::Call;
@@ -184,6 +185,9 @@ pub struct OpenAiWire;
 
 impl WireFormat for OpenAiWire {
     fn prepare<'d>(&self, dep: &'d Deployment, call: &Call, _dialect: Dialect) -> Result<Prepared<'d>, GatewayError> {
+        if let Some(p) = super::responses_passthrough(dep, call)? {
+            return Ok(p);
+        }
         let (body, url) = match call {
             Call::Chat(r) => {
                 if let Some(Native::Anthropic(n)) = &r.native {
@@ -204,23 +208,49 @@ impl WireFormat for OpenAiWire {
             Call::Passthrough(_, r) => (passthrough_body(dep, r)?, dep.completions_url.as_str()),
         };
         Ok(Prepared::Send {
-            url,
+            url: url.into(),
             body,
             forward_headers: false,
         })
     }
 
-    fn answer(&self, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError> {
-        match dialect {
-            Dialect::Anthropic => anthropic::response_from_openai(&body, call.model()),
-            Dialect::OpenAi | Dialect::Responses => Ok(body),
+    fn answer(&self, dep: &Deployment, body: Bytes, call: &Call, dialect: Dialect) -> Result<Bytes, GatewayError> {
+        if super::responses_passed_through(dep, call) {
+            return Ok(body);
         }
+        chat_answer(body, call, dialect, call.model())
     }
 
-    fn stream(&self, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream {
-        match dialect {
-            Dialect::Anthropic => translate::stream(upstream, anthropic::OpenAiToAnthropic::new(call.model())),
-            Dialect::OpenAi | Dialect::Responses => upstream,
+    fn stream(&self, dep: &Deployment, upstream: ByteStream, call: &Call, dialect: Dialect) -> ByteStream {
+        if super::responses_passed_through(dep, call) {
+            return upstream;
         }
+        chat_stream(upstream, call, dialect, call.model())
+    }
+}
+
+/// A chat completion in the client's dialect (`responses_model`: the model a Responses object
+/// names).
+pub fn chat_answer(body: Bytes, call: &Call, dialect: Dialect, responses_model: &str) -> Result<Bytes, GatewayError> {
+    match dialect {
+        Dialect::Anthropic => anthropic::response_from_openai(&body, call.model()),
+        Dialect::Responses => super::chat_to_responses(&body, call, responses_model),
+        Dialect::OpenAi => Ok(body),
+    }
+}
+
+/// Chat completion chunks in the client's dialect, event by event.
+pub fn chat_stream(upstream: ByteStream, call: &Call, dialect: Dialect, responses_model: &str) -> ByteStream {
+    match dialect {
+        Dialect::Anthropic => translate::stream(upstream, anthropic::OpenAiToAnthropic::new(call.model())),
+        Dialect::Responses => {
+            // seam: respstore — `api::responses::remember` takes the final object here.
+            let native = call.responses().cloned().unwrap_or_default();
+            translate::stream(
+                upstream,
+                translate::responses::stream::ChatToResponses::new(native, responses_model, None),
+            )
+        }
+        Dialect::OpenAi => upstream,
     }
 }

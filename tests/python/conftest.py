@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("SWITCHYARD_BIN_DIR", ROOT / "target" / "debug"))
 MASTER_KEY = "sk-test-master-key"
-# The session's mock upstream, set by the `gateway` fixture (its /__mock/requests shows what it received).
-UPSTREAM = {}
+# The mock upstream's base URL once the gateway fixture started it (for `upstream`).
+STACK = {}
 
 
 def free_port() -> int:
@@ -46,7 +46,7 @@ def gateway():
     procs = [mock]
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
-        UPSTREAM["url"] = f"http://127.0.0.1:{mock_port}"
+        STACK["mock"] = f"http://127.0.0.1:{mock_port}"
         cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         cfg.write(
             f"""
@@ -72,6 +72,13 @@ model_list:
       api_key: os.environ/UPSTREAM_KEY
     model_info:
       mode: embedding
+  - model_name: gpt-4o-responses
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:{mock_port}/v1
+      api_key: os.environ/UPSTREAM_KEY
+    model_info:
+      supports_responses_api: true
 general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
 """
@@ -94,7 +101,7 @@ general_settings:
                 p.kill()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def upstream(gateway):
-    """The mock upstream's base URL (no /v1), behind the session's gateway."""
-    return UPSTREAM["url"]
+    """The mock upstream's base URL (its recorded requests at /__mock/requests)."""
+    return STACK["mock"]

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod responses;
 pub mod responses_store;
 pub mod spend;
 

@@ -819,7 +819,8 @@ impl Translation {
             Translation::OpenAiToAnthropic => translate::stream(s, anthropic::OpenAiToAnthropic::new(call.model())),
             Translation::ChatToResponses | Translation::AnthropicToResponses => {
                 let native = call.responses().cloned().unwrap_or_default();
-                // seam: respstore — `api::responses::remember` takes the final object here.
+                // The response store watches the stream's final event at the edge
+                // (`api::responses_store::around`), which sees passed-through streams too.
                 let t = responses::stream::ChatToResponses::new(native, call.model(), None);
                 if self == Translation::AnthropicToResponses {
                     translate::stream(

@@ -434,3 +434,179 @@ fn retention_settings_are_validated_at_load() {
         assert!(e.contains("general_settings.responses_store_ttl"), "{bad}: {e}");
     }
 }
+
+/// `m` on the mock's chat wire (translated to and from Responses), with a database.
+fn e2e_config(db: &str, mock: &MockUpstream) -> String {
+    format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/qwen\n      api_base: {}\ngeneral_settings:\n  master_key: {MASTER}\n{db}",
+        mock.base_url()
+    )
+}
+
+async fn create(gw: &Gateway, key: &str, body: Value) -> (u16, Value) {
+    let r = gw
+        .client
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The (role, text) of each message the upstream received last.
+fn sent_messages(mock: &MockUpstream) -> Vec<(String, String)> {
+    let last = mock.requests().last().expect("a request upstream").body.clone();
+    last["messages"]
+        .as_array()
+        .expect("chat messages")
+        .iter()
+        .map(|m| {
+            let text = match &m["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+                other => other.to_string(),
+            };
+            (m["role"].as_str().unwrap_or_default().to_string(), text)
+        })
+        .collect()
+}
+
+fn text_of(response: &Value) -> String {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "message")
+        .flat_map(|i| i["content"].as_array().unwrap().iter())
+        .filter_map(|p| p["text"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conversation_continues_by_previous_response_id_through_post_v1_responses() {
+    for (db, url, _dir) in backends().await {
+        let mock = MockUpstream::start().await.unwrap();
+        let gw = spawn(&e2e_config(&db, &mock)).await;
+        let key_a = gw.generate_key(MASTER, json!({})).await;
+        let key_b = gw.generate_key(MASTER, json!({})).await;
+
+        // Turn 1: `store` omitted means stored (OpenAI's default).
+        let (s, r1) = create(
+            &gw,
+            &key_a,
+            json!({"model": "m", "instructions": "Be brief.", "input": "my name is Ada"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{url}: {r1}");
+        assert_eq!(r1["store"], true, "{r1}");
+        let id1 = r1["id"].as_str().unwrap().to_string();
+        let answer1 = text_of(&r1);
+        assert!(!answer1.is_empty(), "{r1}");
+
+        // Turn 2, at once: the upstream receives turn 1's messages, then the new one; turn 1's
+        // instructions are not carried over (as OpenAI).
+        let (s, r2) = create(
+            &gw,
+            &key_a,
+            json!({"model": "m", "input": "what is my name?", "previous_response_id": id1}),
+        )
+        .await;
+        assert_eq!(s, 200, "{url}: {r2}");
+        assert_eq!(r2["previous_response_id"], id1.as_str());
+        assert_eq!(
+            sent_messages(&mock),
+            vec![
+                ("user".into(), "my name is Ada".into()),
+                ("assistant".into(), answer1.clone()),
+                ("user".into(), "what is my name?".into()),
+            ],
+            "{url}"
+        );
+        let id2 = r2["id"].as_str().unwrap().to_string();
+        assert!(
+            mock.requests()
+                .last()
+                .unwrap()
+                .body
+                .get("previous_response_id")
+                .is_none(),
+            "the gateway's id never goes upstream"
+        );
+
+        // Turn 3, streamed: the whole chain in one lookup; the stream's final object is stored.
+        let r = gw
+            .client
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(&key_a)
+            .json(&json!({"model": "m", "input": [{"role": "user", "content": "and again?"}], "previous_response_id": id2, "stream": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let completed = text
+            .split("\n\n")
+            .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|v| v["type"] == "response.completed")
+            .expect("response.completed");
+        let id3 = completed["response"]["id"].as_str().unwrap().to_string();
+        assert_eq!(sent_messages(&mock).len(), 5, "{url}");
+        // Read back (a parked row is served before its write lands).
+        let (s, got) = get(&gw, Some(&key_a), &format!("/v1/responses/{id3}")).await;
+        assert_eq!(s, 200, "{url}: {got}");
+        assert_eq!(got["id"], id3.as_str());
+        assert_eq!(got["previous_response_id"], id2.as_str());
+        assert_eq!(text_of(&got), text_of(&completed["response"]));
+        let (_, items) = get(
+            &gw,
+            Some(&key_a),
+            &format!("/v1/responses/{id3}/input_items?order=asc&limit=100"),
+        )
+        .await;
+        assert_eq!(items["data"].as_array().unwrap().len(), 5, "{items}");
+        assert_eq!(items["data"][0]["content"][0]["text"], "my name is Ada");
+        assert_eq!(items["data"][4]["content"][0]["text"], "and again?");
+        let (s, r4) = create(
+            &gw,
+            &key_a,
+            json!({"model": "m", "input": "once more", "previous_response_id": id3}),
+        )
+        .await;
+        assert_eq!(s, 200, "{r4}");
+        assert_eq!(sent_messages(&mock).len(), 7, "{url}: a streamed turn continues too");
+
+        // Another key cannot continue it; nor can anyone continue an unstored or unknown id.
+        let (s, e) = create(
+            &gw,
+            &key_b,
+            json!({"model": "m", "input": "x", "previous_response_id": id1}),
+        )
+        .await;
+        assert_eq!(s, 400, "{e}");
+        assert_eq!(e["error"]["code"], "previous_response_not_found");
+        assert_eq!(e["error"]["param"], "previous_response_id");
+        let (s, r5) = create(&gw, &key_a, json!({"model": "m", "input": "secret", "store": false})).await;
+        assert_eq!(s, 200);
+        assert_eq!(r5["store"], false, "{r5}");
+        let id5 = r5["id"].as_str().unwrap();
+        assert_eq!(get(&gw, Some(&key_a), &format!("/v1/responses/{id5}")).await.0, 404);
+        let (s, _) = create(
+            &gw,
+            &key_a,
+            json!({"model": "m", "input": "x", "previous_response_id": id5}),
+        )
+        .await;
+        assert_eq!(s, 400);
+        for (field, bad) in [("store", json!("yes")), ("previous_response_id", json!(7))] {
+            let mut body = json!({"model": "m", "input": "x"});
+            body[field] = bad;
+            let (s, e) = create(&gw, &key_a, body).await;
+            assert_eq!(s, 400, "{field}: {e}");
+            assert_eq!(e["error"]["param"], field);
+        }
+        gw.stop().await;
+    }
+}

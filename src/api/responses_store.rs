@@ -10,8 +10,8 @@
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Dialect, GatewayError};
-use crate::store::responses::{StoredResponse, ADMIN_OWNER};
-use axum::extract::{Path, Query, State};
+use crate::store::responses::{ResponseStore, StoredResponse, ADMIN_OWNER};
+use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::HeaderMap;
@@ -77,9 +77,22 @@ pub fn remember(state: &AppState, caller: &Caller, id: &str, model: &str, input_
     let Some(responses) = &state.responses else {
         return;
     };
+    if let Err(e) = responses.remember(row(responses, caller, id, model, input_items, response)) {
+        tracing::warn!(response_id = %id, "response not stored: {e}");
+    }
+}
+
+fn row(
+    responses: &ResponseStore,
+    caller: &Caller,
+    id: &str,
+    model: &str,
+    input_items: Vec<Value>,
+    response: &Value,
+) -> StoredResponse {
     let now = crate::store::now_ms();
     let ttl_ms = i64::try_from(responses.ttl().as_millis()).unwrap_or(i64::MAX);
-    let row = StoredResponse {
+    StoredResponse {
         id: id.to_string(),
         owner: owner(caller).to_string(),
         model: model.to_string(),
@@ -89,9 +102,6 @@ pub fn remember(state: &AppState, caller: &Caller, id: &str, model: &str, input_
         input: input_items,
         output: response["output"].as_array().cloned().unwrap_or_default(),
         response: response.clone(),
-    };
-    if let Err(e) = responses.remember(row) {
-        tracing::warn!(response_id = %id, "response not stored: {e}");
     }
 }
 
@@ -271,4 +281,250 @@ fn as_listed(response_id: &str, index: usize, item: &Value) -> Value {
         obj.insert("id".into(), format!("{prefix}_{stem}_{index}").into());
     }
     it
+}
+
+/// `POST /v1/responses` around `serve` (the handler proper): with the store on, a
+/// `previous_response_id` is replaced by the conversation it names (so every deployment, whatever
+/// its wire, sees the whole conversation and the upstream never sees the gateway's ids; the body
+/// is otherwise untouched, `store` included, so passthrough stays faithful), and unless `store`
+/// is false a successful answer (the JSON object, or a stream's `response.completed` /
+/// `response.incomplete` event) is remembered. With the store off the body goes to `serve` as
+/// sent.
+pub async fn around<F, Fut>(state: &AppState, req: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    if state.responses.is_none() {
+        return serve(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let prepared = async {
+        let caller = state.auth.authenticate(&parts.headers).await?;
+        let bytes = super::read_body(body, state.config.general.max_request_size_bytes).await?;
+        let turn = Turn::prepare(state, &caller, &bytes).await?;
+        Ok::<_, GatewayError>((caller, bytes, turn))
+    }
+    .await;
+    let (caller, bytes, turn) = match prepared {
+        Ok(p) => p,
+        Err(e) => return e.into_response_in(Dialect::Responses),
+    };
+    let bytes = match &turn.rewritten {
+        Some(b) => {
+            parts.headers.insert(http::header::CONTENT_LENGTH, b.len().into());
+            b.clone()
+        }
+        None => bytes,
+    };
+    let resp = serve(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    if !turn.store || resp.status() != http::StatusCode::OK {
+        return resp;
+    }
+    turn.remember_from(state, caller, resp).await
+}
+
+/// One `POST /v1/responses` as the store sees it.
+struct Turn {
+    store: bool,
+    model: String,
+    /// The conversation up to and including this turn's input.
+    conversation: Vec<Value>,
+    /// The `previous_response_id` replaced by its conversation (echoed on the stored object).
+    previous: Option<String>,
+    /// The body to serve when it had to change.
+    rewritten: Option<bytes::Bytes>,
+}
+
+impl Turn {
+    async fn prepare(state: &AppState, caller: &Caller, bytes: &[u8]) -> Result<Turn, GatewayError> {
+        let mut body: serde_json::Map<String, Value> = super::parse_json(bytes)?;
+        let requested = match body.get("store") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "store",
+                    "Invalid type for 'store': expected a boolean.",
+                ))
+            }
+        };
+        let store = stores(state, requested);
+        let previous = match body.get("previous_response_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "previous_response_id",
+                    "Invalid type for 'previous_response_id': expected a non-empty string.",
+                ))
+            }
+        };
+        let input = match body.get("input") {
+            Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
+            Some(Value::Array(items)) => items.clone(),
+            // Anything else is refused by the handler in its own words.
+            _ => Vec::new(),
+        };
+        let mut conversation = match &previous {
+            Some(id) => history(state, caller, id).await?,
+            None => Vec::new(),
+        };
+        if previous.is_some() {
+            conversation.extend(input);
+            body.remove("previous_response_id");
+            body.insert("input".into(), Value::Array(conversation.clone()));
+        } else {
+            conversation = input;
+        }
+        let rewritten = if previous.is_some() {
+            Some(
+                serde_json::to_vec(&body)
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?
+                    .into(),
+            )
+        } else {
+            None
+        };
+        Ok(Turn {
+            store,
+            model: body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            conversation,
+            previous,
+            rewritten,
+        })
+    }
+
+    /// The stored (and, for a JSON answer, returned) object: as answered, with the
+    /// `previous_response_id` the client sent and `store: true` (omitted `store` means true).
+    fn finish(&self, response: &mut Value) {
+        let Some(obj) = response.as_object_mut() else {
+            return;
+        };
+        if let Some(prev) = &self.previous {
+            obj.insert("previous_response_id".into(), prev.clone().into());
+        }
+        obj.insert("store".into(), true.into());
+    }
+
+    fn remember(self, state: &AppState, caller: &Caller, response: &Value) {
+        match response["id"].as_str() {
+            Some(id) => remember(state, caller, id, &self.model, self.conversation, response),
+            None => tracing::warn!("a Responses answer without an id is not stored"),
+        }
+    }
+
+    /// Remembers the answer in `resp` and hands `resp` on: a JSON body is read whole (it is in
+    /// memory already), a stream is watched for its last event as it passes.
+    async fn remember_from(self, state: &AppState, caller: Caller, resp: Response) -> Response {
+        let is_json = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let (mut parts, body) = resp.into_parts();
+        if is_json {
+            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return GatewayError::Internal(format!("reading the answer: {e}"))
+                        .into_response_in(Dialect::Responses)
+                }
+            };
+            let Ok(mut response) = serde_json::from_slice::<Value>(&bytes) else {
+                return Response::from_parts(parts, axum::body::Body::from(bytes));
+            };
+            self.finish(&mut response);
+            self.remember(state, &caller, &response);
+            let out = serde_json::to_vec(&response).map(bytes::Bytes::from).unwrap_or(bytes);
+            parts.headers.insert(http::header::CONTENT_LENGTH, out.len().into());
+            return Response::from_parts(parts, axum::body::Body::from(out));
+        }
+        let Some(responses) = state.responses.clone() else {
+            return Response::from_parts(parts, body);
+        };
+        let mut tap = FinalEvent::default();
+        let mut pending = Some((self, caller, responses));
+        let stream = futures_util::StreamExt::map(body.into_data_stream(), move |chunk| {
+            if let (Ok(bytes), Some(_)) = (&chunk, &pending) {
+                if let Some(mut response) = tap.feed(bytes) {
+                    if let Some((turn, caller, responses)) = pending.take() {
+                        turn.finish(&mut response);
+                        turn.remember_with(&responses, &caller, &response);
+                    }
+                }
+            }
+            chunk
+        });
+        Response::from_parts(parts, axum::body::Body::from_stream(stream))
+    }
+
+    /// As `remember`, from a stream (which no longer holds the state).
+    fn remember_with(self, responses: &Arc<ResponseStore>, caller: &Caller, response: &Value) {
+        let Some(id) = response["id"].as_str() else {
+            tracing::warn!("a Responses stream's final object has no id: not stored");
+            return;
+        };
+        if let Err(e) = responses.remember(row(responses, caller, id, &self.model, self.conversation, response)) {
+            tracing::warn!(response_id = %id, "response not stored: {e}");
+        }
+    }
+}
+
+/// Picks a stream's final `response.completed` (or `response.incomplete`) object out of the SSE
+/// bytes going by; each event is held only until its blank line.
+#[derive(Default)]
+struct FinalEvent {
+    event: Vec<u8>,
+}
+
+impl FinalEvent {
+    fn feed(&mut self, chunk: &[u8]) -> Option<Value> {
+        let mut found = None;
+        // Only the tail of the previous bytes can complete a separator with this chunk.
+        let mut from = self.event.len().saturating_sub(3);
+        self.event.extend_from_slice(chunk);
+        while let Some(end) = separator(&self.event[from..]).map(|(at, len)| (from + at, len)) {
+            let (at, len) = end;
+            if found.is_none() {
+                found = final_object(&self.event[..at]);
+            }
+            self.event.drain(..at + len);
+            from = 0;
+        }
+        found
+    }
+}
+
+/// Where the first blank line (`\n\n` or `\r\n\r\n`) in `b` starts, and its length.
+fn separator(b: &[u8]) -> Option<(usize, usize)> {
+    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
+        (a, c) => a.or(c),
+    }
+}
+
+/// The `response` of one SSE event if it is the stream's final object.
+fn final_object(event: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !data.contains("\"response.completed\"") && !data.contains("\"response.incomplete\"") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&data).ok()?;
+    match v["type"].as_str() {
+        Some("response.completed" | "response.incomplete") => Some(v["response"].clone()),
+        _ => None,
+    }
 }

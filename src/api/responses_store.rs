@@ -77,9 +77,7 @@ pub fn remember(state: &AppState, caller: &Caller, id: &str, model: &str, input_
     let Some(responses) = &state.responses else {
         return;
     };
-    if let Err(e) = responses.remember(row(responses, caller, id, model, input_items, response)) {
-        tracing::warn!(response_id = %id, "response not stored: {e}");
-    }
+    responses.remember(row(responses, caller, id, model, input_items, response));
 }
 
 fn row(
@@ -469,9 +467,7 @@ impl Turn {
             tracing::warn!("a Responses stream's final object has no id: not stored");
             return;
         };
-        if let Err(e) = responses.remember(row(responses, caller, id, &self.model, self.conversation, response)) {
-            tracing::warn!(response_id = %id, "response not stored: {e}");
-        }
+        responses.remember(row(responses, caller, id, &self.model, self.conversation, response));
     }
 }
 
@@ -526,5 +522,45 @@ fn final_object(event: &[u8]) -> Option<Value> {
     match v["type"].as_str() {
         Some("response.completed" | "response.incomplete") => Some(v["response"].clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r1\"}}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"response.completed\"}\n\n\
+        event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r1\",\"output\":[]}}\n\n";
+
+    /// The final object is found however the bytes are cut, and only once a blank line ends it.
+    #[test]
+    fn the_final_event_is_found_across_any_chunking() {
+        for size in 1..STREAM.len() {
+            let mut tap = FinalEvent::default();
+            let found: Vec<Value> = STREAM.as_bytes().chunks(size).filter_map(|c| tap.feed(c)).collect();
+            assert_eq!(found, vec![json!({"id": "r1", "output": []})], "chunks of {size}");
+        }
+        let crlf = STREAM.replace('\n', "\r\n");
+        let mut tap = FinalEvent::default();
+        let found: Vec<Value> = crlf.as_bytes().chunks(7).filter_map(|c| tap.feed(c)).collect();
+        assert_eq!(found.len(), 1, "CRLF lines");
+        let mut tap = FinalEvent::default();
+        assert_eq!(tap.feed(&STREAM.as_bytes()[..STREAM.len() - 2]), None, "not yet ended");
+    }
+
+    #[test]
+    fn listed_items_get_ids_and_message_shape() {
+        let item = as_listed("resp_x", 2, &json!({"role": "assistant", "content": "hi"}));
+        assert_eq!(
+            item,
+            json!({"id": "msg_x_2", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hi"}]})
+        );
+        let call = json!({"type": "function_call", "id": "fc_1", "call_id": "c", "name": "f", "arguments": "{}"});
+        assert_eq!(
+            as_listed("resp_x", 0, &call),
+            call,
+            "an item with an id is listed as stored"
+        );
     }
 }

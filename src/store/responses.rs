@@ -56,6 +56,27 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// A row's JSON columns as text, encoded once (for the size check and the write).
+struct Encoded {
+    input: String,
+    output: String,
+    response: String,
+}
+
+impl Encoded {
+    fn of(r: &StoredResponse) -> Encoded {
+        Encoded {
+            input: json_text(&r.input),
+            output: json_text(&r.output),
+            response: json_text(&r.response),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.input.len() + self.output.len() + self.response.len()
+    }
+}
+
 fn response_row(r: &impl Cols) -> Result<StoredResponse, sqlx::Error> {
     let parse = |col: &str| -> Result<Value, sqlx::Error> {
         let text: String = r.col(col)?;
@@ -92,6 +113,10 @@ fn owner_clause(owner: Option<&str>) -> &'static str {
 impl Store {
     /// Inserts `r`, or replaces a row with its id (a retried write is harmless).
     pub async fn put_response(&self, r: &StoredResponse) -> Result<(), StoreError> {
+        self.put_encoded(r, &Encoded::of(r)).await
+    }
+
+    async fn put_encoded(&self, r: &StoredResponse, e: &Encoded) -> Result<(), StoreError> {
         on_pool!(self.pool().await?, pool => {
             let sql = format!(
                 "INSERT INTO sy_responses ({COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
@@ -107,9 +132,9 @@ impl Store {
                 .bind(r.created_at)
                 .bind(r.expires_at)
                 .bind(&r.previous_response_id)
-                .bind(json_text(&r.input))
-                .bind(json_text(&r.output))
-                .bind(json_text(&r.response))
+                .bind(&e.input)
+                .bind(&e.output)
+                .bind(&e.response)
                 .execute(pool)
                 .await?;
             Ok(())
@@ -175,13 +200,6 @@ pub struct ResponseStats {
     pub purged: AtomicU64,
 }
 
-/// Why [`ResponseStore::remember`] did not take a row.
-#[derive(Debug, thiserror::Error)]
-pub enum RememberError {
-    #[error("the stored conversation would be {size} bytes, over responses_store_max_mb ({limit} bytes)")]
-    TooLarge { size: usize, limit: usize },
-}
-
 /// Writes at once against the database; more rows wait their turn (in memory, as parked rows).
 const WRITERS: usize = 4;
 const ATTEMPTS: u32 = 4;
@@ -223,17 +241,10 @@ impl ResponseStore {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Parks `row` and writes it in the background; refused (and counted) when over the size
-    /// limit. Needs a tokio runtime (every request handler has one).
-    pub fn remember(self: &Arc<Self>, row: StoredResponse) -> Result<(), RememberError> {
-        let size = json_text(&row.input).len() + json_text(&row.output).len() + json_text(&row.response).len();
-        if size > self.max_bytes {
-            self.stats.too_large.fetch_add(1, Ordering::Relaxed);
-            return Err(RememberError::TooLarge {
-                size,
-                limit: self.max_bytes,
-            });
-        }
+    /// Parks `row` and writes it in the background, where it is also encoded (a long
+    /// conversation costs the answer nothing); a row over `responses_store_max_mb` is dropped
+    /// there, logged and counted. Needs a tokio runtime (every request handler has one).
+    pub fn remember(self: &Arc<Self>, row: StoredResponse) {
         let row = Arc::new(row);
         self.parked().insert(row.id.clone(), row.clone());
         let me = self.clone();
@@ -242,16 +253,22 @@ impl ResponseStore {
             me.parked().remove(&row.id);
             me.unparked.notify_waiters();
         });
-        Ok(())
     }
 
     async fn write(&self, row: &StoredResponse) {
         let Ok(_permit) = self.writers.clone().acquire_owned().await else {
             return;
         };
+        let encoded = Encoded::of(row);
+        if encoded.len() > self.max_bytes {
+            self.stats.too_large.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(response_id = %row.id, bytes = encoded.len(), limit = self.max_bytes,
+                "response not stored: the conversation is over responses_store_max_mb; previous_response_id will not find it");
+            return;
+        }
         let mut wait = RETRY_FIRST;
         for attempt in 1..=ATTEMPTS {
-            match self.store.put_response(row).await {
+            match self.store.put_encoded(row, &encoded).await {
                 Ok(()) => {
                     self.stats.written.fetch_add(1, Ordering::Relaxed);
                     return;

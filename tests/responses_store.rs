@@ -613,3 +613,44 @@ async fn a_conversation_continues_by_previous_response_id_through_post_v1_respon
         gw.stop().await;
     }
 }
+
+/// A deployment serving Responses itself gets the client's body as sent, except that the
+/// gateway's `previous_response_id` became the conversation it names.
+#[tokio::test]
+async fn a_passthrough_deployment_gets_the_conversation_instead_of_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    let yaml = format!(
+        "model_list:\n  - model_name: cloud\n    litellm_params: {{model: openai/gpt-up, api_base: '{}', api_key: sk-up}}\n    model_info: {{local: false, supports_responses_api: true}}\ngeneral_settings:\n  master_key: {MASTER}\n  database_path: {}\n",
+        mock.base_url(),
+        dir.path().join("t.db").display()
+    );
+    let gw = spawn(&yaml).await;
+    let first = json!({"model": "cloud", "input": "my name is Ada", "temperature": 0.5});
+    let (s, r1) = create(&gw, MASTER, first.clone()).await;
+    assert_eq!(s, 200, "{r1}");
+    let sent = mock.requests().last().unwrap().clone();
+    assert_eq!(sent.path, "/v1/responses");
+    let mut expected = first.clone();
+    expected["model"] = json!("gpt-up");
+    assert_eq!(sent.body, expected, "a first turn goes as sent (no `store` added)");
+    assert_eq!(r1["store"], true, "{r1}");
+
+    let id1 = r1["id"].as_str().unwrap();
+    let (s, r2) = create(
+        &gw,
+        MASTER,
+        json!({"model": "cloud", "input": "what is my name?", "previous_response_id": id1}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r2}");
+    let body = mock.requests().last().unwrap().body.clone();
+    assert!(body.get("previous_response_id").is_none(), "{body}");
+    let input = body["input"].as_array().unwrap();
+    assert_eq!(input.len(), 3, "{body}");
+    assert_eq!(input[0], json!({"role": "user", "content": "my name is Ada"}));
+    assert_eq!(input[1], r1["output"][0], "turn 1's output item as answered");
+    assert_eq!(input[2], json!({"role": "user", "content": "what is my name?"}));
+    assert_eq!(r2["previous_response_id"], id1);
+    gw.stop().await;
+}

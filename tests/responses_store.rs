@@ -80,6 +80,29 @@ async fn store_put_get_delete_expiry_owner_and_purge() {
             !store.delete_response("resp_live", Some("hash-b"), now).await.unwrap(),
             "{url}: other owner"
         );
+        // The same id under two owners (a response cache hit served to a second key): two rows,
+        // each owner's own; deleting one leaves the other.
+        let mut shared_a = row("resp_shared", "hash-a", now + 60_000);
+        shared_a.input = vec![json!({"role": "user", "content": "a's"})];
+        let mut shared_b = row("resp_shared", "hash-b", now + 60_000);
+        shared_b.input = vec![json!({"role": "user", "content": "b's"})];
+        store.put_response(&shared_a).await.unwrap();
+        store.put_response(&shared_b).await.unwrap();
+        assert_eq!(
+            store.get_response("resp_shared", Some("hash-a"), now).await.unwrap(),
+            Some(shared_a.clone())
+        );
+        assert_eq!(
+            store.get_response("resp_shared", Some("hash-b"), now).await.unwrap(),
+            Some(shared_b)
+        );
+        assert!(store.delete_response("resp_shared", Some("hash-b"), now).await.unwrap());
+        assert_eq!(
+            store.get_response("resp_shared", None, now).await.unwrap(),
+            Some(shared_a),
+            "{url}"
+        );
+        assert!(store.delete_response("resp_shared", None, now).await.unwrap());
         assert!(
             !store.delete_response("resp_old", None, now).await.unwrap(),
             "{url}: expired"
@@ -652,5 +675,47 @@ async fn a_passthrough_deployment_gets_the_conversation_instead_of_the_id() {
     assert_eq!(input[1], r1["output"][0], "turn 1's output item as answered");
     assert_eq!(input[2], json!({"role": "user", "content": "what is my name?"}));
     assert_eq!(r2["previous_response_id"], id1);
+    gw.stop().await;
+}
+
+/// A response cache hit hands a second key the first key's response id: each key keeps its own
+/// row under that id, continues its own conversation, and neither loses access.
+#[tokio::test]
+async fn a_cached_answer_is_stored_for_each_key_that_received_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/qwen\n      api_base: {}\nlitellm_settings:\n  cache: true\n  cache_params:\n    type: local\ngeneral_settings:\n  master_key: {MASTER}\n  database_path: {}\n",
+        mock.base_url(),
+        dir.path().join("t.db").display()
+    );
+    let gw = spawn(&yaml).await;
+    let key_a = gw.generate_key(MASTER, json!({})).await;
+    let key_b = gw.generate_key(MASTER, json!({})).await;
+    let turn1 = json!({"model": "m", "input": "the same question"});
+    let (_, ra) = create(&gw, &key_a, turn1.clone()).await;
+    let (s, rb) = create(&gw, &key_b, turn1).await;
+    assert_eq!(s, 200, "{rb}");
+    assert_eq!(mock.requests().len(), 1, "the second answer came from the cache");
+    let id = ra["id"].as_str().unwrap();
+    assert_eq!(rb["id"], id, "a cache hit carries the first answer's id");
+    for key in [&key_a, &key_b] {
+        let (s, got) = get(&gw, Some(key), &format!("/v1/responses/{id}")).await;
+        assert_eq!(s, 200, "{got}");
+        let (s, next) = create(
+            &gw,
+            key,
+            json!({"model": "m", "input": "follow-up", "previous_response_id": id}),
+        )
+        .await;
+        assert_eq!(s, 200, "{next}");
+    }
+    assert_eq!(delete(&gw, &key_b, &format!("/v1/responses/{id}")).await.0, 200);
+    assert_eq!(
+        get(&gw, Some(&key_a), &format!("/v1/responses/{id}")).await.0,
+        200,
+        "A's row stays"
+    );
+    assert_eq!(get(&gw, Some(&key_b), &format!("/v1/responses/{id}")).await.0, 404);
     gw.stop().await;
 }

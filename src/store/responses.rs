@@ -111,7 +111,8 @@ fn owner_clause(owner: Option<&str>) -> &'static str {
 }
 
 impl Store {
-    /// Inserts `r`, or replaces a row with its id (a retried write is harmless).
+    /// Inserts `r`, or replaces the row with its id and owner (a retried write, or the same
+    /// answer served again from the response cache, is harmless).
     pub async fn put_response(&self, r: &StoredResponse) -> Result<(), StoreError> {
         self.put_encoded(r, &Encoded::of(r)).await
     }
@@ -120,7 +121,7 @@ impl Store {
         on_pool!(self.pool().await?, pool => {
             let sql = format!(
                 "INSERT INTO sy_responses ({COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
-                 ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, model = excluded.model, \
+                 ON CONFLICT (id, owner) DO UPDATE SET model = excluded.model, \
                  created_at = excluded.created_at, expires_at = excluded.expires_at, \
                  previous_response_id = excluded.previous_response_id, input = excluded.input, \
                  output = excluded.output, response = excluded.response"
@@ -141,7 +142,7 @@ impl Store {
         })
     }
 
-    /// The unexpired response `id`, if `owner` (`None`: any) stored it.
+    /// The unexpired response `id`, if `owner` (`None`: any; the newest of several) stored it.
     pub async fn get_response(
         &self,
         id: &str,
@@ -150,7 +151,7 @@ impl Store {
     ) -> Result<Option<StoredResponse>, StoreError> {
         on_pool!(self.pool().await?, pool => {
             let sql = format!(
-                "SELECT {COLS} FROM sy_responses WHERE id = $1 AND expires_at > $2{}",
+                "SELECT {COLS} FROM sy_responses WHERE id = $1 AND expires_at > $2{} ORDER BY created_at DESC LIMIT 1",
                 owner_clause(owner)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(now);
@@ -162,7 +163,7 @@ impl Store {
         })
     }
 
-    /// Deletes the unexpired response `id` if `owner` (`None`: any) stored it; whether it did.
+    /// Deletes the unexpired response `id` of `owner` (`None`: every owner's); whether any was.
     pub async fn delete_response(&self, id: &str, owner: Option<&str>, now: i64) -> Result<bool, StoreError> {
         on_pool!(self.pool().await?, pool => {
             let sql = format!(
@@ -207,12 +208,14 @@ const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// How often expired rows are deleted (reads never see them in between).
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
+type Parked = HashMap<(String, String), Arc<StoredResponse>>;
+
 pub struct ResponseStore {
     store: Arc<Store>,
     ttl: Duration,
     max_bytes: usize,
-    /// Rows handed to a writer and not yet written (or given up on), by id.
-    parked: Mutex<HashMap<String, Arc<StoredResponse>>>,
+    /// Rows handed to a writer and not yet written (or given up on), by id and owner.
+    parked: Mutex<Parked>,
     /// Fired each time a parked row leaves.
     unparked: Notify,
     writers: Arc<Semaphore>,
@@ -237,7 +240,7 @@ impl ResponseStore {
         self.ttl
     }
 
-    fn parked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StoredResponse>>> {
+    fn parked(&self) -> std::sync::MutexGuard<'_, Parked> {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -246,11 +249,12 @@ impl ResponseStore {
     /// there, logged and counted. Needs a tokio runtime (every request handler has one).
     pub fn remember(self: &Arc<Self>, row: StoredResponse) {
         let row = Arc::new(row);
-        self.parked().insert(row.id.clone(), row.clone());
+        let key = (row.id.clone(), row.owner.clone());
+        self.parked().insert(key.clone(), row.clone());
         let me = self.clone();
         tokio::spawn(async move {
             me.write(&row).await;
-            me.parked().remove(&row.id);
+            me.parked().remove(&key);
             me.unparked.notify_waiters();
         });
     }
@@ -291,8 +295,14 @@ impl ResponseStore {
     /// The unexpired response `id` if `owner` (`None`: any) stored it; a parked row included.
     pub async fn get(&self, id: &str, owner: Option<&str>) -> Result<Option<Arc<StoredResponse>>, StoreError> {
         let now = super::now_ms();
-        if let Some(row) = self.parked().get(id).cloned() {
-            return Ok(row.visible_to(owner, now).then_some(row));
+        let parked = self
+            .parked()
+            .values()
+            .filter(|r| r.id == id && r.visible_to(owner, now))
+            .max_by_key(|r| r.created_at)
+            .cloned();
+        if parked.is_some() {
+            return Ok(parked);
         }
         Ok(self.store.get_response(id, owner, now).await?.map(Arc::new))
     }
@@ -300,12 +310,16 @@ impl ResponseStore {
     /// Deletes the response `id` if `owner` (`None`: any) may; a parked row is first written, so
     /// the delete cannot be overtaken by it.
     pub async fn delete(&self, id: &str, owner: Option<&str>) -> Result<bool, StoreError> {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.written(|p| !p.contains_key(id))).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.written(|p| !p.keys().any(|(i, _)| i == id)),
+        )
+        .await;
         self.store.delete_response(id, owner, super::now_ms()).await
     }
 
     /// Waits until `done` holds for the parked rows.
-    async fn written(&self, done: impl Fn(&HashMap<String, Arc<StoredResponse>>) -> bool) {
+    async fn written(&self, done: impl Fn(&Parked) -> bool) {
         loop {
             let notified = self.unparked.notified();
             if done(&self.parked()) {

@@ -322,6 +322,20 @@ where
     turn.remember_from(state, caller, resp).await
 }
 
+/// The fields of a `POST /v1/responses` body the store reads; the rest is skipped unbuilt, and
+/// `input` is only parsed when it is stored.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(default)]
+    store: Option<Value>,
+    #[serde(default)]
+    previous_response_id: Option<Value>,
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default, borrow)]
+    input: Option<&'a serde_json::value::RawValue>,
+}
+
 /// One `POST /v1/responses` as the store sees it.
 struct Turn {
     store: bool,
@@ -335,11 +349,22 @@ struct Turn {
 }
 
 impl Turn {
+    /// Reads what the store needs from the body; the handler still parses (and judges) the
+    /// whole of it, so a body that is not a JSON object is left to it.
     async fn prepare(state: &AppState, caller: &Caller, bytes: &[u8]) -> Result<Turn, GatewayError> {
-        let mut body: serde_json::Map<String, Value> = super::parse_json(bytes)?;
-        let requested = match body.get("store") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
+        let untouched = Turn {
+            store: false,
+            model: String::new(),
+            conversation: Vec::new(),
+            previous: None,
+            rewritten: None,
+        };
+        let Ok(head) = serde_json::from_slice::<Head>(bytes) else {
+            return Ok(untouched);
+        };
+        let requested = match head.store {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
             Some(_) => {
                 return Err(GatewayError::invalid_param(
                     "store",
@@ -347,10 +372,9 @@ impl Turn {
                 ))
             }
         };
-        let store = stores(state, requested);
-        let previous = match body.get("previous_response_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        let previous = match head.previous_response_id {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
             Some(_) => {
                 return Err(GatewayError::invalid_param(
                     "previous_response_id",
@@ -358,36 +382,34 @@ impl Turn {
                 ))
             }
         };
-        let input = match body.get("input") {
-            Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
-            Some(Value::Array(items)) => items.clone(),
+        let store = stores(state, requested);
+        if !store && previous.is_none() {
+            // Codex's case (`store: false`): nothing to read further, nothing to rewrite.
+            return Ok(untouched);
+        }
+        let input = match head.input.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+            Some(Ok(Value::String(s))) => vec![json!({"role": "user", "content": s})],
+            Some(Ok(Value::Array(items))) => items,
             // Anything else is refused by the handler in its own words.
             _ => Vec::new(),
         };
-        let mut conversation = match &previous {
-            Some(id) => history(state, caller, id).await?,
-            None => Vec::new(),
-        };
-        if previous.is_some() {
-            conversation.extend(input);
-            body.remove("previous_response_id");
-            body.insert("input".into(), Value::Array(conversation.clone()));
-        } else {
-            conversation = input;
-        }
-        let rewritten = if previous.is_some() {
-            Some(
-                serde_json::to_vec(&body)
-                    .map_err(|e| GatewayError::Internal(e.to_string()))?
-                    .into(),
-            )
-        } else {
-            None
+        let (conversation, rewritten) = match &previous {
+            None => (input, None),
+            Some(id) => {
+                let mut conversation = history(state, caller, id).await?;
+                conversation.extend(input);
+                let mut body: serde_json::Map<String, Value> = super::parse_json(bytes)?;
+                body.remove("previous_response_id");
+                body.insert("input".into(), Value::Array(conversation.clone()));
+                let bytes = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
+                (conversation, Some(bytes.into()))
+            }
         };
         Ok(Turn {
             store,
-            model: body
-                .get("model")
+            model: head
+                .model
+                .as_ref()
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),

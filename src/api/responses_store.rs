@@ -1,7 +1,8 @@
 //! Stored responses at the edge: `GET` / `DELETE /v1/responses/{id}`,
-//! `GET /v1/responses/{id}/input_items`, and the two calls `POST /v1/responses` makes:
-//! [`history`] before the pipeline (`previous_response_id`) and [`remember`] after it
-//! (`store`, true unless the client says false, as OpenAI).
+//! `GET /v1/responses/{id}/input_items`, and [`around`], which wraps `POST /v1/responses`:
+//! [`history`] before the pipeline (`previous_response_id` becomes the conversation it names)
+//! and [`remember`] after it (`store`, true unless the client says false, as OpenAI). The two
+//! seams are public for a handler that wants to call them itself.
 //!
 //! A virtual key reads and deletes only the responses it stored; the master key (and an open
 //! loopback gateway) reads all. Another key's response answers exactly as a missing one, so a

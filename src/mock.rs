@@ -159,6 +159,7 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/slots", get(slots))
         .route("/__mock/behaviour", post(set_behaviour))
         .route("/__mock/stats", get(stats))
+        .route("/__mock/requests", get(recorded))
         .with_state(state)
 }
 
@@ -202,6 +203,14 @@ async fn slots(State(st): State<Arc<MockState>>) -> Response {
         .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The recorded requests (path and body), oldest first: what out-of-process tests inspect.
+async fn recorded(State(st): State<Arc<MockState>>) -> Json<Value> {
+    let rec = lock(&st.recorded);
+    Json(Value::Array(
+        rec.iter().map(|r| json!({"path": r.path, "body": r.body})).collect(),
+    ))
 }
 
 async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {

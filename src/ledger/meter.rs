@@ -277,7 +277,8 @@ impl<S> Tap<S> {
         let usage = match self.dialect {
             Dialect::OpenAi => v.get("usage").filter(|u| !u.is_null()),
             Dialect::Anthropic => v.pointer("/message/usage").or_else(|| v.get("usage")),
-            Dialect::Responses => v.pointer("/response/usage").or_else(|| v.get("usage")),
+            // `response.created` and `response.in_progress` carry `"usage": null`.
+            Dialect::Responses => v.pointer("/response/usage").filter(|u| u.is_object()),
         };
         if let Some(u) = usage {
             self.tokens = from_usage(u, self.tokens);

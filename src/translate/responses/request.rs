@@ -371,7 +371,9 @@ fn input_item(item: &Value, i: usize, messages: &mut Vec<Message>, native: &mut 
             };
             let content = match m.content {
                 Content::Text(s) => Value::String(s),
-                Content::Parts(parts) => parts_to_chat(&parts, &format!("{param}.content"))?,
+                Content::Parts(parts) => {
+                    parts_to_chat(&parts, &format!("{param}.content"), &mut native.untranslatable)?
+                }
             };
             // Consecutive assistant pieces (text, then its tool calls) are one chat message.
             messages.push(Message {
@@ -402,7 +404,7 @@ fn input_item(item: &Value, i: usize, messages: &mut Vec<Message>, native: &mut 
         Item::FunctionCallOutput(o) => {
             let content = match o.output {
                 Value::String(s) => Value::String(s),
-                Value::Array(parts) => parts_to_chat(&parts, &format!("{param}.output"))?,
+                Value::Array(parts) => parts_to_chat(&parts, &format!("{param}.output"), &mut native.untranslatable)?,
                 _ => {
                     return Err(param_err(
                         &format!("{param}.output"),
@@ -461,7 +463,11 @@ fn merge_assistant_tail(messages: &mut Vec<Message>) {
 }
 
 /// Responses content parts as chat content: plain text when every part is text, else chat parts.
-fn parts_to_chat(parts: &[Value], param: &str) -> Result<Value, GatewayError> {
+fn parts_to_chat(
+    parts: &[Value],
+    param: &str,
+    untranslatable: &mut Option<(String, String)>,
+) -> Result<Value, GatewayError> {
     let mut out = Vec::with_capacity(parts.len());
     let mut all_text = true;
     for (j, p) in parts.iter().enumerate() {
@@ -475,12 +481,25 @@ fn parts_to_chat(parts: &[Value], param: &str) -> Result<Value, GatewayError> {
                 detail,
             } => {
                 all_text = false;
-                let url = image_url.or(file_id).ok_or_else(|| {
-                    GatewayError::invalid_param(
-                        &format!("{param}[{j}].image_url"),
-                        "input_image needs image_url or file_id",
-                    )
-                })?;
+                let url = match (image_url, file_id) {
+                    (Some(url), _) => url,
+                    // An uploaded file is OpenAI's to resolve: no chat engine can fetch it.
+                    (None, Some(_)) => {
+                        untranslatable.get_or_insert_with(|| {
+                            (
+                                format!("{param}[{j}].file_id"),
+                                "an input_image by file_id needs a deployment serving the Responses API".into(),
+                            )
+                        });
+                        String::new()
+                    }
+                    (None, None) => {
+                        return Err(GatewayError::invalid_param(
+                            &format!("{param}[{j}].image_url"),
+                            "input_image needs image_url or file_id",
+                        ))
+                    }
+                };
                 let mut img = json!({"url": url});
                 if let Some(d) = detail {
                     img["detail"] = Value::String(d);
@@ -581,5 +600,13 @@ mod tests {
             panic!()
         };
         assert_eq!(n.untranslatable.as_ref().map(|u| u.0.as_str()), Some("input[0].type"));
+        let r = canon(json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]})).unwrap();
+        let Some(crate::types::Native::Responses(n)) = &r.native else {
+            panic!()
+        };
+        assert_eq!(
+            n.untranslatable.as_ref().map(|u| u.0.as_str()),
+            Some("input[0].content[0].file_id")
+        );
     }
 }

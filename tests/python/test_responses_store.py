@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import tempfile
-import urllib.error
 import urllib.request
 
 import openai
@@ -59,16 +58,9 @@ general_settings:
 
 
 def last_upstream_messages(mock_url):
-    """(role, text) of each message in the last request the mock received; None while the mock
-    has no `GET /__mock/requests` (it comes with the anthropic branch; until it is merged the
-    chain is checked through `input_items` alone)."""
-    try:
-        with urllib.request.urlopen(f"{mock_url}/__mock/requests", timeout=5) as r:
-            recorded = json.load(r)
-    except urllib.error.HTTPError as e:
-        if e.code in (404, 405):
-            return None
-        raise
+    """(role, text) of each message in the last request the mock received."""
+    with urllib.request.urlopen(f"{mock_url}/__mock/requests", timeout=5) as r:
+        recorded = json.load(r)
     body = recorded[-1]["body"]
     out = []
     for m in body["messages"]:
@@ -86,8 +78,7 @@ def test_a_chain_by_previous_response_id_then_retrieve_list_and_delete(stack):
     assert first.store is True
     second = client.responses.create(model="local", input="what is my name?", previous_response_id=first.id)
     assert second.previous_response_id == first.id
-    sent = last_upstream_messages(mock)
-    assert sent is None or sent == [
+    assert last_upstream_messages(mock) == [
         ("user", "my name is Ada"),
         ("assistant", first.output_text),
         ("user", "what is my name?"),
@@ -97,8 +88,7 @@ def test_a_chain_by_previous_response_id_then_retrieve_list_and_delete(stack):
         for _ in s:
             pass
         third = s.get_final_response()
-    sent = last_upstream_messages(mock)
-    assert sent is None or len(sent) == 5
+    assert len(last_upstream_messages(mock)) == 5
 
     got = client.responses.retrieve(third.id)
     assert got.id == third.id

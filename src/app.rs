@@ -32,7 +32,7 @@ use crate::telemetry::metrics::Metrics;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use http::{HeaderValue, Method};
 use std::sync::Arc;
@@ -50,6 +50,9 @@ pub struct AppState {
     /// Keys, teams, users and spend (when a database is configured).
     pub store: Option<Arc<Store>>,
     pub ledger: Option<Arc<Ledger>>,
+    /// Stored Responses API objects (`store: true`); `None` without a database or with
+    /// `disable_responses_store`.
+    pub responses: Option<Arc<crate::store::responses::ResponseStore>>,
     pub costs: Arc<CostBook>,
     /// Shown every finished request: the log line, metrics, callbacks.
     pub observers: crate::telemetry::Observers,
@@ -101,6 +104,13 @@ impl AppState {
         let ledger = store
             .as_ref()
             .map(|s| Ledger::start(s.clone(), config.general.ledger.clone()));
+        let responses = store
+            .as_ref()
+            .filter(|_| !config.general.responses_store.disabled)
+            .map(|s| {
+                let r = &config.general.responses_store;
+                crate::store::responses::ResponseStore::new(s.clone(), r.ttl, r.max_bytes)
+            });
         let auth = Auth::new(config.general.master_key.as_deref(), directory);
         let request_log = Arc::new(crate::telemetry::logs::RequestLog::start());
         let metrics = Arc::new(Metrics::new(&config)?);
@@ -111,6 +121,7 @@ impl AppState {
             auth,
             store,
             ledger,
+            responses,
             costs: Arc::new(CostBook::new(&config)),
             observers: crate::telemetry::Observers::new(
                 [
@@ -153,7 +164,7 @@ type Handler = MethodRouter<Arc<AppState>>;
 /// Every route of the main listener with its method. `router` registers exactly these and
 /// `/openapi.json` describes each of them (`tests/exposure.rs` holds the two together).
 fn routes(config: &Config) -> Vec<(Method, &'static str, Handler)> {
-    use api::{admin, anthropic, health, keys, openai, spend};
+    use api::{admin, anthropic, health, keys, openai, responses_store, spend};
     let p = |h: Handler| (Method::POST, h);
     let g = |h: Handler| (Method::GET, h);
     let mut table: Vec<(&'static str, (Method, Handler))> = vec![
@@ -170,6 +181,18 @@ fn routes(config: &Config) -> Vec<(Method, &'static str, Handler)> {
         ("/models", g(get(openai::list_models))),
         ("/v1/models/{*id}", g(get(openai::get_model))),
         ("/models/{*id}", g(get(openai::get_model))),
+        ("/v1/responses/{id}", g(get(responses_store::get_response))),
+        ("/responses/{id}", g(get(responses_store::get_response))),
+        (
+            "/v1/responses/{id}",
+            (Method::DELETE, delete(responses_store::delete_response)),
+        ),
+        (
+            "/responses/{id}",
+            (Method::DELETE, delete(responses_store::delete_response)),
+        ),
+        ("/v1/responses/{id}/input_items", g(get(responses_store::input_items))),
+        ("/responses/{id}/input_items", g(get(responses_store::input_items))),
         ("/health/liveliness", g(get(health::liveliness))),
         ("/health/liveness", g(get(health::liveliness))),
         ("/health/readiness", g(get(health::readiness))),

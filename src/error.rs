@@ -127,6 +127,15 @@ pub enum GatewayError {
     #[error("{0}")]
     NotFound(String),
 
+    /// `GET`/`DELETE /v1/responses/{id}` of a response that is not stored, has expired, or was
+    /// stored by another key (which must not learn it exists): OpenAI's 404.
+    #[error("Response with id '{0}' not found.")]
+    ResponseNotFound(String),
+
+    /// A `previous_response_id` that cannot be continued, for the same reasons: OpenAI's 400.
+    #[error("Previous response with id '{0}' not found.")]
+    PreviousResponseNotFound(String),
+
     /// The database behind keys and spend could not be reached.
     #[error("the key and spend database is unavailable: {0}")]
     StoreUnavailable(String),
@@ -240,7 +249,8 @@ impl GatewayError {
             Unauthorized(_) | ModelAccessDenied(_) => StatusCode::UNAUTHORIZED,
             BudgetExceeded { .. } => StatusCode::BAD_REQUEST,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            NotFound(_) => StatusCode::NOT_FOUND,
+            NotFound(_) | ResponseNotFound(_) => StatusCode::NOT_FOUND,
+            PreviousResponseNotFound(_) => StatusCode::BAD_REQUEST,
             StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             UpstreamUnreachable { .. } | UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -268,6 +278,8 @@ impl GatewayError {
             | BudgetExceeded { .. }
             | RateLimited { .. }
             | NotFound(_)
+            | ResponseNotFound(_)
+            | PreviousResponseNotFound(_)
             | RequestTimeout { .. }
             | ContextWindowExceeded { .. } => Blame::Client,
             ShuttingDown { .. } => Blame::Gateway,
@@ -342,7 +354,7 @@ impl GatewayError {
             Unauthorized(_) | ModelAccessDenied(_) | Forbidden(_) => ErrorClass::Authentication,
             RateLimited { .. } => ErrorClass::RateLimit,
             StoreUnavailable(_) | ShuttingDown { .. } => ErrorClass::ServiceUnavailable,
-            ModelNotFound(_) | RouteNotFound(_) | NotFound(_) => ErrorClass::NotFound,
+            ModelNotFound(_) | RouteNotFound(_) | NotFound(_) | ResponseNotFound(_) => ErrorClass::NotFound,
             Internal(_) => ErrorClass::InternalServer,
             _ => ErrorClass::BadRequest,
         }
@@ -370,6 +382,7 @@ impl GatewayError {
             BudgetExceeded { .. } => "budget_exceeded",
             RateLimited { .. } => "rate_limit_error",
             NotFound(_) => "not_found_error",
+            ResponseNotFound(_) | PreviousResponseNotFound(_) => "invalid_request_error",
             StoreUnavailable(_) => "service_unavailable_error",
             Upstream {
                 error_type: Some(t), ..
@@ -393,6 +406,7 @@ impl GatewayError {
     fn param(&self) -> Option<&str> {
         match self {
             GatewayError::InvalidRequest { param, .. } | GatewayError::Upstream { param, .. } => param.as_deref(),
+            GatewayError::PreviousResponseNotFound(_) => Some("previous_response_id"),
             GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound(_) | GatewayError::ModelAccessDenied(_) => {
                 Some("model")
             }
@@ -400,13 +414,16 @@ impl GatewayError {
         }
     }
 
-    /// The machine-readable code: OpenAI's own for the few it names, else the status (as LiteLLM).
-    fn code(&self) -> String {
-        match self {
+    /// The machine-readable code: OpenAI's own for the few it names (none for a missing stored
+    /// response, as OpenAI), else the status (as LiteLLM).
+    fn code(&self) -> Option<String> {
+        Some(match self {
             GatewayError::ModelNotFound(_) => "model_not_found".into(),
             GatewayError::ContextWindowExceeded { .. } => "context_length_exceeded".into(),
+            GatewayError::PreviousResponseNotFound(_) => "previous_response_not_found".into(),
+            GatewayError::ResponseNotFound(_) => return None,
             _ => self.status().as_u16().to_string(),
-        }
+        })
     }
 
     /// `{"error":{"message","type","param","code"}}`

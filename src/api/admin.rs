@@ -184,6 +184,13 @@ pub async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         "gpu": gpu,
         "host": host,
         "deployments": deployments,
+        "responses_store": state.responses.as_ref().map(|r| json!({
+            "ttl_s": r.ttl().as_secs(),
+            "written": r.stats.written.load(Relaxed),
+            "failed": r.stats.failed.load(Relaxed),
+            "too_large": r.stats.too_large.load(Relaxed),
+            "purged": r.stats.purged.load(Relaxed),
+        })),
     }))
     .into_response()
 }

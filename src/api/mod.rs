@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod openai;
 pub mod openapi;
 pub mod responses;
+pub mod responses_store;
 pub mod spend;
 
 use crate::app::{AppState, RequestCtx};

@@ -14,18 +14,15 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    handle(&state, req, Dialect::Responses, |bytes| {
-        let body: Map<String, Value> = parse_json(bytes)?;
-        // seam: respstore — with `previous_response_id` (and the store enabled), prepend
-        // `history(state, caller, id)` to `input` here. Until then the id goes upstream as sent
-        // to a deployment serving Responses, and gets a clear 400 elsewhere
-        // (`translate::responses::check_translatable`).
-        Ok(Call::Chat(responses::to_canonical(body)?))
+    // The response store (`api::responses_store::around`) replaces a `previous_response_id` by
+    // its conversation and remembers the answer when `store`; with the store off the id goes
+    // upstream as sent to a deployment serving Responses, and gets a clear 400 elsewhere
+    // (`translate::responses::check_translatable`).
+    super::responses_store::around(&state, req, |req| {
+        handle(&state, req, Dialect::Responses, |bytes| {
+            let body: Map<String, Value> = parse_json(bytes)?;
+            Ok(Call::Chat(responses::to_canonical(body)?))
+        })
     })
     .await
 }
-
-/// seam: respstore — called with the request's input items and the final Responses object of a
-/// completed answer (whole, or the `response.completed` event's of a stream) when `store` is
-/// true. A no-op until `api::responses_store::remember` is wired here.
-pub fn remember(_state: &AppState, _items: Vec<Value>, _response: &Value) {}

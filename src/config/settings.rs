@@ -303,7 +303,68 @@ pub struct GeneralSettings {
     /// The address the gateway listens on, set by the CLI (not a config key); `None` (a library
     /// caller that did not say) counts as loopback. Decides `/metrics`' default.
     pub listen_host: Option<String>,
+    /// Stored Responses API objects (`store: true`, `previous_response_id`).
+    pub responses_store: ResponsesStoreSettings,
     pub rest: Mapping,
+}
+
+/// OpenAI keeps stored responses 30 days.
+const DEFAULT_RESPONSES_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// `responses_store_ttl`, `responses_store_max_mb`, `disable_responses_store`.
+#[derive(Debug, Clone)]
+pub struct ResponsesStoreSettings {
+    /// `disable_responses_store: true`: nothing is stored, `previous_response_id` is refused.
+    pub disabled: bool,
+    /// How long a stored response stays readable (seconds, or `30d`, `12h`, ...).
+    pub ttl: Duration,
+    /// The largest row (conversation + output + response object) that is stored.
+    pub max_bytes: usize,
+}
+
+impl Default for ResponsesStoreSettings {
+    fn default() -> Self {
+        ResponsesStoreSettings {
+            disabled: false,
+            ttl: DEFAULT_RESPONSES_TTL,
+            max_bytes: (DEFAULT_MAX_REQUEST_MB * 1024.0 * 1024.0) as usize,
+        }
+    }
+}
+
+fn responses_store(f: &mut Fields) -> ResponsesStoreSettings {
+    let mut s = ResponsesStoreSettings {
+        disabled: f.bool("disable_responses_store").unwrap_or(false),
+        ..Default::default()
+    };
+    match f.take("responses_store_ttl") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => match n.as_f64().filter(|x| *x > 0.0 && x.is_finite()) {
+            Some(x) => s.ttl = Duration::from_secs_f64(x),
+            None => f.error(
+                "responses_store_ttl",
+                format!("must be a positive number of seconds, found {n:?}"),
+            ),
+        },
+        Some(Value::String(t)) => match crate::limits::duration::parse_ms(&t) {
+            Some(ms) => s.ttl = Duration::from_millis(ms as u64),
+            None => f.error(
+                "responses_store_ttl",
+                format!("{t:?} is not a duration: seconds, or like 30s, 30m, 12h, 30d, 1w, 1mo"),
+            ),
+        },
+        Some(other) => f.error(
+            "responses_store_ttl",
+            format!(
+                "expected seconds or a duration like 30d, found {}",
+                super::source::kind(&other)
+            ),
+        ),
+    }
+    if let Some(mb) = f.non_negative("responses_store_max_mb") {
+        s.max_bytes = ((mb * 1024.0 * 1024.0) as usize).max(1024);
+    }
+    s
 }
 
 impl GeneralSettings {
@@ -607,6 +668,7 @@ pub fn general(
     let server = super::server::parse(&mut f);
     let public_metrics = f.bool("public_metrics").unwrap_or(false);
     let cors_allow_origins = cors_origins(&mut f, env);
+    let responses_store = responses_store(&mut f);
     let (paths, rest) = f.rest();
     not_implemented(paths, warnings);
     GeneralSettings {
@@ -624,6 +686,7 @@ pub fn general(
         public_metrics,
         cors_allow_origins,
         listen_host: None,
+        responses_store,
         rest,
     }
 }

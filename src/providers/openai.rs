@@ -244,7 +244,8 @@ pub fn chat_stream(upstream: ByteStream, call: &Call, dialect: Dialect, response
     match dialect {
         Dialect::Anthropic => translate::stream(upstream, anthropic::OpenAiToAnthropic::new(call.model())),
         Dialect::Responses => {
-            // seam: respstore — `api::responses::remember` takes the final object here.
+            // The response store watches the stream's final event at the edge
+            // (`api::responses_store::around`), which sees passed-through streams too.
             let native = call.responses().cloned().unwrap_or_default();
             translate::stream(
                 upstream,

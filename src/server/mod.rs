@@ -12,7 +12,7 @@
 //!    dropped;
 //! 5. background tasks (health checks, signals, alerts) stop;
 //! 6. the ledger writes every spend row still waiting (or spills it when the database is down),
-//!    then callbacks and the request log are flushed.
+//!    stored responses still being written are written, then callbacks and the request log are flushed.
 
 pub mod body;
 pub mod conn;
@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 /// are dropped.
 pub const CANCEL_DRAIN: Duration = Duration::from_secs(3);
 const LEDGER_FLUSH: Duration = Duration::from_secs(15);
+const RESPONSES_FLUSH: Duration = Duration::from_secs(10);
 const HOOKS_FLUSH: Duration = Duration::from_secs(5);
 const LOG_FLUSH: Duration = Duration::from_secs(2);
 
@@ -97,6 +98,7 @@ pub async fn serve(
         .collect();
     background.extend(crate::signals::spawn(state.clone()));
     background.extend(crate::telemetry::alerts::spawn(state.clone()));
+    background.extend(state.responses.as_ref().map(|r| r.spawn_purge()));
 
     // 1. The signal: listeners stop, idle and half-open connections close.
     signal.await;
@@ -141,6 +143,9 @@ pub async fn serve(
     // 6. Every spend row still waiting, then callbacks and the request log.
     if let Some(l) = &state.ledger {
         l.shutdown(LEDGER_FLUSH).await;
+    }
+    if let Some(r) = &state.responses {
+        r.flush(RESPONSES_FLUSH).await;
     }
     state.hooks.flush(HOOKS_FLUSH).await;
     let request_log = state.request_log.clone();

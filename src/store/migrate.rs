@@ -98,6 +98,25 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 2: a failed request's error text (the status alone cannot tell a cut stream from a refusal).
     &["ALTER TABLE sy_spend_logs ADD COLUMN error TEXT"],
+    // 3: stored Responses API objects (`store: true`), for `previous_response_id` and
+    // `GET`/`DELETE /v1/responses/{id}`. `input` holds the whole conversation up to the turn, so
+    // a chain of any depth is one lookup. Keyed by owner too: a response cache hit hands a second
+    // key the first key's response id, and each must keep its own row.
+    &[
+        "CREATE TABLE IF NOT EXISTS sy_responses (
+        id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        model TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        previous_response_id TEXT,
+        input TEXT NOT NULL,
+        output TEXT NOT NULL,
+        response TEXT NOT NULL,
+        PRIMARY KEY (id, owner)
+    )",
+        "CREATE INDEX IF NOT EXISTS sy_responses_expires ON sy_responses (expires_at)",
+    ],
 ];
 
 /// An arbitrary constant naming switchyard's migration lock among a database's advisory locks.

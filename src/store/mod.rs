@@ -29,6 +29,7 @@ macro_rules! on_pool {
 
 mod migrate;
 pub mod principals;
+pub mod responses;
 pub mod spend;
 
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};

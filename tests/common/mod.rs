@@ -113,6 +113,21 @@ async fn spawn_inner(
     gpu: Option<std::sync::Arc<switchyard::signals::gpu::ScriptedGpu>>,
     edit: impl FnOnce(&mut Config),
 ) -> Gateway {
+    spawn_state(yaml, env, clock, gpu, edit).await.0
+}
+
+/// As `spawn`, also handing back the gateway's state (for tests that call its seams directly).
+pub async fn spawn_with_state(yaml: &str) -> (Gateway, std::sync::Arc<AppState>) {
+    spawn_state(yaml, &[], None, None, |_| {}).await
+}
+
+async fn spawn_state(
+    yaml: &str,
+    env: &[(&str, &str)],
+    clock: Option<std::sync::Arc<switchyard::routing::clock::ManualClock>>,
+    gpu: Option<std::sync::Arc<switchyard::signals::gpu::ScriptedGpu>>,
+    edit: impl FnOnce(&mut Config),
+) -> (Gateway, std::sync::Arc<AppState>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).expect("write config");
@@ -132,16 +147,17 @@ async fn spawn_inner(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(switchyard::cli::serve(listener, state, async move {
+    let task = tokio::spawn(switchyard::cli::serve(listener, state.clone(), async move {
         let _ = rx.await;
     }));
-    Gateway {
+    let gw = Gateway {
         addr,
         client: reqwest::Client::new(),
         _dir: dir,
         shutdown: Some(tx),
         task: Some(task),
-    }
+    };
+    (gw, state)
 }
 
 pub async fn spawn(yaml: &str) -> Gateway {

@@ -173,8 +173,9 @@ pub fn to_canonical(body: Map<String, Value>) -> Result<ChatRequest, GatewayErro
         None | Some(Value::Null) => {}
         Some(_) => return Err(param_err("input", "expected a string or an array of input items")),
     }
-    // seam: respstore — with `previous_response_id`, `api::responses::history` prepends the
-    // stored conversation before the request is translated (see `api::responses`).
+    // With the response store on, `api::responses_store::around` has already replaced a
+    // `previous_response_id` by the stored conversation; with it off, the id stays for a
+    // deployment serving Responses (`check_translatable`).
     let referenced = native.untranslatable.is_some() || body.get("previous_response_id").is_some_and(|v| !v.is_null());
     if messages.is_empty() && !referenced {
         return Err(GatewayError::invalid_param(

@@ -165,6 +165,7 @@ fn routes(config: &Config) -> Vec<(Method, &'static str, Handler)> {
         ("/embeddings", p(post(openai::embeddings))),
         ("/v1/messages", p(post(anthropic::messages))),
         ("/v1/messages/count_tokens", p(post(anthropic::count_tokens))),
+        ("/v1/responses", p(post(api::responses::create))),
         ("/v1/models", g(get(openai::list_models))),
         ("/models", g(get(openai::list_models))),
         ("/v1/models/{*id}", g(get(openai::get_model))),

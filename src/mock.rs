@@ -162,6 +162,7 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/responses", post(responses))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
@@ -545,7 +546,15 @@ fn async_stream(
 /// first tool with `{"city": "Paris"}`, as a model would.
 fn wants_tool(req: &Value, style: &str) -> Option<(String, String)> {
     let tools = req["tools"].as_array().filter(|t| !t.is_empty())?;
-    let last = req["messages"].as_array()?.iter().rev().find(|m| m["role"] == "user")?;
+    let messages = req["messages"].as_array()?;
+    // After a tool's result the model answers instead of calling again.
+    if messages
+        .last()
+        .is_some_and(|m| m["role"] == "tool" || m["content"].to_string().contains("tool_result"))
+    {
+        return None;
+    }
+    let last = messages.iter().rev().find(|m| m["role"] == "user")?;
     if !last["content"].to_string().contains("weather") {
         return None;
     }
@@ -679,4 +688,83 @@ async fn anthropic_messages(State(st): State<Arc<MockState>>, headers: HeaderMap
         "stop_reason": stop, "stop_sequence": null,
         "usage": {"input_tokens": usage_in, "output_tokens": words(&text), "cache_read_input_tokens": 2, "cache_creation_input_tokens": 0}}))
     .into_response()
+}
+
+/// `POST /v1/responses`, as OpenAI serves it: the echo reply (or a call of the first function
+/// tool when the input mentions "weather" and holds no `function_call_output` yet), whole or as
+/// the Responses event stream. The answer is built as a chat completion and shaped by the
+/// gateway's own Responses translator, so it has OpenAI's event order and fields.
+async fn responses(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+    use crate::translate::responses::{response, stream::ChatToResponses, Native};
+    use crate::translate::EventTranslator;
+    let (b, req) = match prelude(&st, "/v1/responses", headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let model = req["model"].as_str().unwrap_or("mock").to_string();
+    let input = &req["input"];
+    let last_user = match input {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .rev()
+            .find(|i| i["role"] == "user")
+            .map(|i| match &i["content"] {
+                Value::String(s) => s.clone(),
+                Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+                _ => String::new(),
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let text = b.reply.clone().unwrap_or_else(|| format!("echo: {last_user}"));
+    let answered = input
+        .as_array()
+        .is_some_and(|i| i.iter().any(|x| x["type"] == "function_call_output"));
+    let tool = req["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["type"] == "function"))
+        .and_then(|t| t["name"].as_str())
+        .filter(|_| !answered && input.to_string().contains("weather"));
+    let (pt, ct) = (words(&input.to_string()), words(&text));
+    let usage = json!({"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct});
+    let native = Native {
+        body: req.as_object().cloned().unwrap_or_default(),
+        ..Default::default()
+    };
+    let (message, finish) = match tool {
+        Some(name) => (
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": "{\"city\": \"Paris\"}"}}]}),
+            "tool_calls",
+        ),
+        None => (json!({"role": "assistant", "content": text}), "stop"),
+    };
+    if req["stream"] == true {
+        let mut chunks = Vec::new();
+        match tool {
+            Some(name) => {
+                chunks.push(json!({"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_mock_1", "function": {"name": name, "arguments": "{\"city\": "}}]}}]}));
+                chunks.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}}]}));
+            }
+            None => {
+                for piece in text.split_inclusive(' ') {
+                    chunks.push(json!({"model": model, "choices": [{"index": 0, "delta": {"content": piece}}]}));
+                }
+            }
+        }
+        chunks.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": usage}));
+        let mut t = ChatToResponses::new(Arc::new(native), &model, None);
+        let mut out = String::new();
+        for c in &chunks {
+            t.on_event(None, &c.to_string(), &mut out);
+        }
+        t.on_event(None, "[DONE]", &mut out);
+        return ([("content-type", "text/event-stream")], out).into_response();
+    }
+    let chat = json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage});
+    match response::from_chat(chat.to_string().as_bytes(), &native, &model) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }

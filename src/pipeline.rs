@@ -24,12 +24,13 @@ use crate::routing::local_first::{self, Route};
 use crate::routing::report::Reporter;
 use crate::routing::state::{InFlight, Probe};
 use crate::routing::{balance, fallback, Group};
-use crate::translate::{self, anthropic};
+use crate::translate::{self, anthropic, responses};
 use crate::types::{body_timeout, ChatRequest, Endpoint, PassthroughRequest, Usage};
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,10 +94,22 @@ impl Call {
         (chars / 4) as u64 + 1
     }
 
+    /// The client's Responses body, for a `/v1/responses` request.
+    pub fn responses(&self) -> Option<&Arc<responses::Native>> {
+        match self {
+            Call::Chat(ChatRequest {
+                native: Some(crate::types::Native::Responses(n)),
+                ..
+            }) => Some(n),
+            _ => None,
+        }
+    }
+
     /// LiteLLM's `call_type` for the ledger.
     pub fn call_type(&self, dialect: Dialect) -> &'static str {
         match (self, dialect) {
             (Call::Chat(_), Dialect::Anthropic) => "anthropic_messages",
+            (Call::Chat(_), Dialect::Responses) => "aresponses",
             (Call::Chat(_), _) => "acompletion",
             (Call::Passthrough(Endpoint::Embeddings, _), _) => "aembedding",
             (Call::Passthrough(_, _), _) => "atext_completion",
@@ -115,8 +128,22 @@ impl Call {
             .unwrap_or_default()
     }
 
-    fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, &'d str), GatewayError> {
+    fn body_for<'d>(&self, dep: &'d Deployment) -> Result<(Bytes, Cow<'d, str>), GatewayError> {
         let anthropic = dep.provider.spec().wire == Wire::Anthropic;
+        if let Some(native) = self.responses() {
+            if responses::serves_responses(dep) {
+                return Ok((
+                    responses::passthrough_body(dep, native)?,
+                    Cow::Owned(responses::responses_url(dep)),
+                ));
+            }
+            responses::check_translatable(dep, native)?;
+        }
+        let (body, url) = self.translated_body_for(dep, anthropic)?;
+        Ok((body, Cow::Borrowed(url)))
+    }
+
+    fn translated_body_for<'d>(&self, dep: &'d Deployment, anthropic: bool) -> Result<(Bytes, &'d str), GatewayError> {
         match self {
             Call::Chat(r) if anthropic => Ok((anthropic::request_from_canonical(dep, r)?, dep.chat_url.as_str())),
             Call::Passthrough(e, _) if anthropic => Err(GatewayError::invalid(format!(
@@ -549,9 +576,10 @@ async fn attempt(
     };
     let reply = state
         .upstream
-        .post(dep, url, body, timeout, request_id, forward)
+        .post(dep, &url, body, timeout, request_id, forward)
         .await?;
-    let to_client = Translation::between(wire, dialect);
+    let passthrough = call.responses().is_some() && responses::serves_responses(dep);
+    let to_client = Translation::between(wire, dialect, passthrough);
     let content_type = reply.response.headers().get(http::header::CONTENT_TYPE).cloned();
     let (payload, fault) = if stream {
         // The stream is committed only once its first chunk is here: until then, a failure can
@@ -686,9 +714,16 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
             out.push_str(&format!("data: {ev}\n\n"));
         }
         out.push_str("data: [DONE]\n\n");
-        if dialect == Dialect::Anthropic {
-            use translate::EventTranslator;
-            let mut t = anthropic::OpenAiToAnthropic::new(call.model());
+        let mut t: Option<Box<dyn translate::EventTranslator>> = match (dialect, call.responses()) {
+            (Dialect::Anthropic, _) => Some(Box::new(anthropic::OpenAiToAnthropic::new(call.model()))),
+            (Dialect::Responses, Some(n)) => Some(Box::new(responses::stream::ChatToResponses::new(
+                n.clone(),
+                model,
+                None,
+            ))),
+            _ => None,
+        };
+        if let Some(t) = t.as_mut() {
             let mut translated = String::new();
             for (event, data) in translate::SseSplitter::default().push(out.as_bytes()) {
                 t.on_event(event.as_deref(), &data, &mut translated);
@@ -709,7 +744,11 @@ fn mock_outcome(dep: &Arc<Deployment>, call: &Call, text: &str, dialect: Dialect
         let body = Bytes::from(body.to_string());
         match dialect {
             Dialect::Anthropic => Payload::Full(anthropic::response_from_openai(&body, call.model()).unwrap_or(body)),
-            Dialect::OpenAi | Dialect::Responses => Payload::Full(body),
+            Dialect::Responses => match call.responses() {
+                Some(n) => Payload::Full(responses::response::body_from_chat(&body, n, model).unwrap_or(body)),
+                None => Payload::Full(body),
+            },
+            Dialect::OpenAi => Payload::Full(body),
         }
     };
     Outcome {
@@ -731,13 +770,18 @@ enum Translation {
     None,
     AnthropicToOpenAi,
     OpenAiToAnthropic,
+    ChatToResponses,
+    AnthropicToResponses,
 }
 
 impl Translation {
-    fn between(wire: Wire, dialect: Dialect) -> Self {
+    /// `passthrough`: a Responses request sent as it came to a deployment serving Responses.
+    fn between(wire: Wire, dialect: Dialect, passthrough: bool) -> Self {
         match (wire, dialect) {
             (Wire::Anthropic, Dialect::OpenAi) => Translation::AnthropicToOpenAi,
             (Wire::OpenAi | Wire::Azure, Dialect::Anthropic) => Translation::OpenAiToAnthropic,
+            (Wire::Anthropic, Dialect::Responses) => Translation::AnthropicToResponses,
+            (_, Dialect::Responses) if !passthrough => Translation::ChatToResponses,
             _ => Translation::None,
         }
     }
@@ -747,6 +791,17 @@ impl Translation {
             Translation::None => Ok(b),
             Translation::AnthropicToOpenAi => anthropic::response_to_openai(&b),
             Translation::OpenAiToAnthropic => anthropic::response_from_openai(&b, call.model()),
+            Translation::ChatToResponses | Translation::AnthropicToResponses => {
+                let native = call
+                    .responses()
+                    .ok_or_else(|| GatewayError::Internal("a Responses translation without its request".into()))?;
+                let chat = if self == Translation::AnthropicToResponses {
+                    anthropic::response_to_openai(&b)?
+                } else {
+                    b
+                };
+                responses::response::body_from_chat(&chat, native, call.model())
+            }
         }
     }
 
@@ -762,6 +817,19 @@ impl Translation {
                 translate::stream(s, anthropic::AnthropicToOpenAi::new(usage))
             }
             Translation::OpenAiToAnthropic => translate::stream(s, anthropic::OpenAiToAnthropic::new(call.model())),
+            Translation::ChatToResponses | Translation::AnthropicToResponses => {
+                let native = call.responses().cloned().unwrap_or_default();
+                // seam: respstore — `api::responses::remember` takes the final object here.
+                let t = responses::stream::ChatToResponses::new(native, call.model(), None);
+                if self == Translation::AnthropicToResponses {
+                    translate::stream(
+                        s,
+                        responses::stream::Chain::new(anthropic::AnthropicToOpenAi::new(true), t),
+                    )
+                } else {
+                    translate::stream(s, t)
+                }
+            }
         }
     }
 }

@@ -51,8 +51,8 @@ pub struct ChatRequest {
 pub enum Native {
     /// An Anthropic Messages body (`/v1/messages`).
     Anthropic(std::sync::Arc<Map<String, Value>>),
-    /// An OpenAI Responses body (`/v1/responses`).
-    Responses(std::sync::Arc<Map<String, Value>>),
+    /// An OpenAI Responses body (`/v1/responses`), with what of it has no chat form.
+    Responses(std::sync::Arc<crate::translate::responses::Native>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

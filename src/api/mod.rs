@@ -8,6 +8,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod responses;
 pub mod spend;
 
 use crate::app::{AppState, RequestCtx};

@@ -68,6 +68,7 @@ const OPS: &[Op] = &[
     Op { method: "post", path: "/v1/embeddings", summary: "OpenAI embeddings (passed through)", access: Access::Key, kind: Kind::Model, body: Some("EmbeddingRequest"), query: &[], ok: (JSON, object) },
     Op { method: "post", path: "/embeddings", summary: "Alias of /v1/embeddings", access: Access::Key, kind: Kind::Model, body: Some("EmbeddingRequest"), query: &[], ok: (JSON, object) },
     Op { method: "post", path: "/v1/messages", summary: "Anthropic Messages (JSON, or SSE with stream: true)", access: Access::Key, kind: Kind::Model, body: Some("MessagesRequest"), query: &[], ok: (JSON, object) },
+    Op { method: "post", path: "/v1/responses", summary: "OpenAI Responses (JSON, or SSE with stream: true)", access: Access::Key, kind: Kind::Model, body: Some("ResponsesRequest"), query: &[], ok: (JSON, object) },
     Op { method: "post", path: "/v1/messages/count_tokens", summary: "Anthropic token count (an estimate)", access: Access::Key, kind: Kind::Plain, body: Some("CountTokensRequest"), query: &[], ok: (JSON, object) },
     Op { method: "get", path: "/v1/models", summary: "Model groups this key may call", access: Access::Key, kind: Kind::Plain, body: None, query: &[], ok: (JSON, object) },
     Op { method: "get", path: "/models", summary: "Alias of /v1/models", access: Access::Key, kind: Kind::Plain, body: None, query: &[], ok: (JSON, object) },
@@ -289,6 +290,20 @@ fn schemas() -> Value {
                 "messages": {"type": "array", "items": {"$ref": "#/components/schemas/AnthropicMessage"}},
                 "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
                 "stream": {"type": "boolean"}
+            }
+        },
+        "ResponsesRequest": {
+            "type": "object",
+            "required": ["model"],
+            "properties": {
+                "model": {"type": "string"},
+                "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                "instructions": {"type": "string"},
+                "tools": {"type": "array", "items": {"type": "object"}},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "stream": {"type": "boolean"},
+                "store": {"type": "boolean"},
+                "previous_response_id": {"type": "string"}
             }
         },
         "CountTokensRequest": {

@@ -41,6 +41,7 @@ pub fn from_sse(body: &[u8]) -> Tokens {
         if let Some(u) = v
             .get("usage")
             .or_else(|| v.pointer("/message/usage"))
+            .or_else(|| v.pointer("/response/usage"))
             .filter(|u| u.is_object())
         {
             t = from_usage(u, t);
@@ -62,6 +63,14 @@ fn from_usage(u: &Value, prev: Tokens) -> Tokens {
                 .pointer("/prompt_tokens_details/cached_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
+        };
+    }
+    // Responses usage: `input_tokens` already counts the cached ones.
+    if let Some(c) = u.pointer("/input_tokens_details/cached_tokens").and_then(Value::as_u64) {
+        return Tokens {
+            prompt: n("input_tokens").unwrap_or(prev.prompt),
+            completion: n("output_tokens").unwrap_or(prev.completion),
+            cached: c,
         };
     }
     let cached = n("cache_read_input_tokens");

@@ -150,7 +150,10 @@ pub fn chat_body(dep: &Deployment, req: &ChatRequest) -> Result<Bytes, GatewayEr
         stream: req.stream,
         // OpenAI refuses stream_options on a request that does not stream.
         stream_options: req.stream_options.as_ref().filter(|_| req.stream == Some(true)),
-        max_tokens: req.max_tokens.or_else(|| default_u64("max_tokens")),
+        max_tokens: req
+            .max_tokens
+            .or_else(|| default_u64("max_tokens"))
+            .map(|m| clamp_max_tokens(dep, m)),
         max_completion_tokens: req
             .max_completion_tokens
             .or_else(|| default_u64("max_completion_tokens"))
@@ -158,6 +161,15 @@ pub fn chat_body(dep: &Deployment, req: &ChatRequest) -> Result<Bytes, GatewayEr
         extra: Extra { dep, own: &req.extra },
     };
     to_bytes(&out)
+}
+
+/// A local engine refuses a completion budget above what it serves (clients such as Codex and
+/// Claude Code ask for 32k-64k): capped at `model_info.max_output_tokens` there.
+pub fn clamp_max_tokens(dep: &Deployment, asked: u64) -> u64 {
+    match dep.model_info.max_output_tokens {
+        Some(cap) if dep.is_local() && asked > cap => cap,
+        _ => asked,
+    }
 }
 
 /// The `/completions` or `/embeddings` body for `dep`.

@@ -52,7 +52,7 @@ fn marker(d: Dialect) -> &'static [u8] {
     }
 }
 
-const MAX_MARKER: usize = 12;
+const MAX_MARKER: usize = 20;
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
@@ -115,7 +115,9 @@ pub fn relay(
                     st.error_seen = contains_error_event(st.dialect, &chunk);
                 }
                 if !st.done_seen {
-                    st.done_seen = contains_done(marker(st.dialect), &st.tail, &chunk);
+                    st.done_seen = contains_done(marker(st.dialect), &st.tail, &chunk)
+                        // A Responses stream cut at `max_output_tokens` ends properly too.
+                        || (st.dialect == Dialect::Responses && contains_done(b"response.incomplete", &st.tail, &chunk));
                     let keep = chunk.len().min(MAX_MARKER);
                     st.tail.clear();
                     st.tail.extend_from_slice(&chunk[chunk.len() - keep..]);

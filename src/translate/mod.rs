@@ -5,6 +5,7 @@
 //! event split across network chunks.
 
 pub mod anthropic;
+pub mod responses;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};

@@ -18,14 +18,18 @@ fn body(fixture: &str) -> Value {
     v["body"].clone()
 }
 
-/// One gateway in front of `up`: `target` on the given wire, every `claude-*` name aliased to it
-/// (as config/claude-code.yaml does).
+/// One gateway: `target` on the given wire (`params`, `model_info`), every `claude-*` name aliased
+/// to it (as config/claude-code.yaml does).
 async fn gateway(params: &str, settings: &str) -> Gateway {
+    gateway_with(params, "{max_output_tokens: 8192}", settings).await
+}
+
+async fn gateway_with(params: &str, model_info: &str, settings: &str) -> Gateway {
     spawn(&format!(
         "model_list:
   - model_name: target
     litellm_params: {params}
-    model_info: {{max_output_tokens: 8192}}
+    model_info: {model_info}
 router_settings:
   model_group_alias: {{\"claude-*\": target}}
 {settings}",
@@ -261,7 +265,8 @@ async fn codex_body_translates_to_the_anthropic_wire_under_drop_params() {
 #[tokio::test]
 async fn codex_body_reaches_an_openai_deployment_unchanged_but_for_the_model() {
     let up = MockUpstream::start().await.unwrap();
-    let gw = gateway(&openai_wire(&up), "").await;
+    // A loopback openai/ deployment counts as a local chat engine unless it says it serves Responses.
+    let gw = gateway_with(&openai_wire(&up), "{supports_responses_api: true}", "").await;
     let sent = body(CODEX);
     let (status, answer) = send(&gw, "/v1/responses", &sent).await;
     assert_eq!(status, 200, "{answer}");

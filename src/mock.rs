@@ -166,12 +166,14 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
+        // `DELETE /__mock/requests` forgets what was recorded; other routes are recorded, then 404.
+        .route("/__mock/requests", axum::routing::delete(forget))
+        .fallback(unrouted)
         .route("/api/ps", get(api_ps))
         .route("/slots", get(slots))
         .route("/__mock/behaviour", post(set_behaviour))
         .route("/__mock/stats", get(stats))
-        .route("/__mock/requests", get(recorded).delete(forget))
-        .fallback(unrouted)
+        .route("/__mock/requests", get(recorded))
         .with_state(state)
 }
 
@@ -217,13 +219,27 @@ async fn slots(State(st): State<Arc<MockState>>) -> Response {
     }
 }
 
-/// The recorded requests (path and body; headers stay in-process, they carry keys) for scripts
-/// in other languages, oldest first.
+/// The recorded requests, oldest first: path, the `anthropic-*` headers (never credentials) and
+/// the body, for scripts that check what an upstream received.
 async fn recorded(State(st): State<Arc<MockState>>) -> Json<Value> {
     let rec = lock(&st.recorded);
-    Json(Value::Array(
-        rec.iter().map(|r| json!({"path": r.path, "body": r.body})).collect(),
-    ))
+    let list: Vec<Value> = rec
+        .iter()
+        .map(|r| {
+            let headers: serde_json::Map<String, Value> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("anthropic-"))
+                .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
+                .collect();
+            json!({"path": r.path, "headers": headers, "body": r.body})
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {
+    Json(json!({"name": st.name, "hits": st.hits.load(Ordering::Relaxed)}))
 }
 
 async fn forget(State(st): State<Arc<MockState>>) -> StatusCode {
@@ -247,10 +263,6 @@ async fn unrouted(State(st): State<Arc<MockState>>, uri: axum::http::Uri, header
         });
     }
     StatusCode::NOT_FOUND.into_response()
-}
-
-async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {
-    Json(json!({"name": st.name, "hits": st.hits.load(Ordering::Relaxed)}))
 }
 
 async fn models(State(st): State<Arc<MockState>>) -> Json<Value> {

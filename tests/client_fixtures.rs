@@ -108,7 +108,8 @@ fn text_of(v: &Value) -> String {
 #[tokio::test]
 async fn claude_code_body_reaches_an_anthropic_deployment_unchanged_but_for_the_model() {
     let up = MockUpstream::start().await.unwrap();
-    let gw = gateway(&anthropic_wire(&up), "").await;
+    // No max_output_tokens here: a limit would clamp max_tokens (a deployment on loopback counts as local).
+    let gw = gateway_with(&anthropic_wire(&up), "{}", "").await;
     let sent = body(CLAUDE_CODE);
     let (status, answer) = send(&gw, "/v1/messages?beta=true", &sent).await;
     assert_eq!(status, 200, "{answer}");

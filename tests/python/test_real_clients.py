@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import urllib.request
@@ -82,12 +83,26 @@ WIRES = {
 UPSTREAM_PATH = {"chat": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
 
+# A virtual key per gateway (made in `stack`): the tool round trips and Codex call with it, the
+# plain Claude Code runs with the master key, as the README's recipe does.
+VIRTUAL_KEYS: dict[str, str] = {}
+
+
+def generate_key(base: str) -> str:
+    req = urllib.request.Request(base + "/key/generate", data=b"{}", method="POST")
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {MASTER_KEY}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["key"]
+
+
 @pytest.fixture(scope="module")
 def stack():
     """One mock and one gateway per wire for all the client tests. Every Claude model name goes to
     the `target` group by a `claude-*` alias; Codex names `target` itself. `drop_params`, because
     Codex offers hosted tools (web_search) that only the Responses wire can carry."""
     mock_port = free_port()
+    db_dir = tempfile.mkdtemp()
     procs = [start([str(BIN_DIR / "switchyard-mock"), "--port", str(mock_port), "--name", "up"])]
     gateways = {}
     try:
@@ -108,6 +123,7 @@ litellm_settings:
   drop_params: true
 general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
+  database_path: {db_dir}/{wire}.db
 """
             )
             cfg.close()
@@ -117,6 +133,7 @@ general_settings:
             )
             wait_http(f"http://127.0.0.1:{port}/health/liveliness")
             gateways[wire] = f"http://127.0.0.1:{port}"
+            VIRTUAL_KEYS[wire] = generate_key(gateways[wire])
         yield Mock(mock_port), gateways
     finally:
         for p in procs:
@@ -125,6 +142,7 @@ general_settings:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(db_dir, ignore_errors=True)
 
 
 # --- running the clients ---------------------------------------------------------------------------
@@ -153,16 +171,22 @@ def run(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
     return p
 
 
-def claude(base_url: str, tmp: Path, prompt: str, *extra: str) -> subprocess.CompletedProcess:
+def claude(base_url: str, tmp: Path, prompt: str, *extra: str, api_key: str | None = None) -> subprocess.CompletedProcess:
+    """`claude -p`; with the master key as a bearer token (ANTHROPIC_AUTH_TOKEN), or `api_key` as
+    `x-api-key` (ANTHROPIC_API_KEY)."""
     home, work = tmp / "home", tmp / "work"
     home.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
     env = quiet_env(home)
-    env.update(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_AUTH_TOKEN=MASTER_KEY)
+    env.update(ANTHROPIC_BASE_URL=base_url)
+    if api_key:
+        env.update(ANTHROPIC_API_KEY=api_key)
+    else:
+        env.update(ANTHROPIC_AUTH_TOKEN=MASTER_KEY)
     return run([str(BIN / "claude"), "-p", prompt, *extra], env, work)
 
 
-def codex(base_url: str, tmp: Path, prompt: str, *extra: str) -> subprocess.CompletedProcess:
+def codex(base_url: str, tmp: Path, prompt: str, *extra: str, api_key: str = MASTER_KEY) -> subprocess.CompletedProcess:
     home, work = tmp / "codex-home", tmp / "work"
     home.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
@@ -187,7 +211,7 @@ stream_max_retries = 0
 """
     )
     env = quiet_env(tmp / "home")
-    env.update(CODEX_HOME=str(home), SWITCHYARD_API_KEY=MASTER_KEY)
+    env.update(CODEX_HOME=str(home), SWITCHYARD_API_KEY=api_key)
     # No sandbox: bubblewrap cannot make namespaces in this container; the command is a fixed
     # `echo` in a temp directory, scripted by our own upstream.
     args = [str(BIN / "codex"), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", *extra]
@@ -240,7 +264,9 @@ def test_claude_code_tool_round_trip(stack, tmp_path, wire, model):
     notes.write_text("the secret word is pomegranate-7\n")
     mock.script("The file holds the word pomegranate.", {"name": "Read", "arguments": {"file_path": str(notes)}})
     model_args = ["--model", model] if model else []
-    p = claude(gw[wire], tmp_path, "What does notes.txt say?", "--allowedTools", "Read", *model_args)
+    p = claude(
+        gw[wire], tmp_path, "What does notes.txt say?", "--allowedTools", "Read", *model_args, api_key=VIRTUAL_KEYS[wire]
+    )
     assert p.returncode == 0, p.stderr
     assert "The file holds the word pomegranate." in p.stdout
     calls = upstream_calls(mock, wire)
@@ -256,7 +282,7 @@ def test_claude_code_tool_round_trip(stack, tmp_path, wire, model):
 def test_codex_answers(stack, tmp_path, wire):
     mock, gw = stack
     mock.script("codex plain answer")
-    p = codex(gw[wire], tmp_path, "say hi")
+    p = codex(gw[wire], tmp_path, "say hi", api_key=VIRTUAL_KEYS[wire])
     assert p.returncode == 0, p.stderr
     assert "codex plain answer" in p.stdout
     assert any("say hi" in json.dumps(c) for c in upstream_calls(mock, wire))
@@ -266,7 +292,7 @@ def test_codex_answers(stack, tmp_path, wire):
 def test_codex_shell_tool_round_trip(stack, tmp_path, wire):
     mock, gw = stack
     mock.script("The command printed the answer.", {"name": "exec_command", "arguments": {"cmd": "echo switchyard-$((6*7))"}})
-    p = codex(gw[wire], tmp_path, "Run a command for me.")
+    p = codex(gw[wire], tmp_path, "Run a command for me.", api_key=VIRTUAL_KEYS[wire])
     assert p.returncode == 0, p.stderr
     assert "The command printed the answer." in p.stdout
     calls = upstream_calls(mock, wire)

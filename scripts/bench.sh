@@ -87,6 +87,13 @@ model_list:
       model: openai/bench
       api_base: http://127.0.0.1:$MOCK_PORT/v1
       api_key: sk-bench
+  - model_name: bench-responses
+    litellm_params:
+      model: openai/bench
+      api_base: http://127.0.0.1:$MOCK_PORT/v1
+      api_key: sk-bench
+    model_info:
+      supports_responses_api: true
 EOF
 cp "$TMP/config.yaml" "$TMP/model-list.yaml"
 printf 'general_settings:\n  disable_database: true\n' >>"$TMP/config.yaml"
@@ -153,6 +160,12 @@ run stream-c1 switchyard "$GW_URL" --concurrency 1 --stream
 MSG_URL="${GW_URL%/chat/completions}/messages"
 run c1 messages "$MSG_URL" --concurrency 1
 run stream-c1 messages "$MSG_URL" --concurrency 1 --stream
+# The Responses path: translated to the chat wire and back, and passed through as sent to a
+# deployment serving /responses (the mock's, shaped as OpenAI's).
+RESP_URL="${GW_URL%/chat/completions}/responses"
+run c1 responses "$RESP_URL" --concurrency 1 --responses
+run stream-c1 responses "$RESP_URL" --concurrency 1 --stream --responses
+run c1 responses-passthrough "$RESP_URL" --concurrency 1 --responses --model bench-responses
 alive "$GW_PID" switchyard "$TMP/gateway.log"
 AFTER_RSS_KB=$(rss_kb "$GW_PID")
 
@@ -379,6 +392,14 @@ jq -r '
       | ($r.runs | map(select(.target == "messages" and .scenario == "stream-c1")) | .[0]) as $ms
       | if $m == null then empty else
         "- Anthropic /v1/messages over the OpenAI wire, c1: p50/p99 \($m.p50_us | ms) / \($m.p99_us | ms) ms vs OpenAI path \($o.p50_us | ms) / \($o.p99_us | ms) ms (translation adds \(sub($m.p50_us; $o.p50_us) | sgn) / \(sub($m.p99_us; $o.p99_us) | sgn) ms); streaming TTFT \($ms.ttft_p50_us | ms) / \($ms.ttft_p99_us | ms) ms vs \($os.ttft_p50_us | ms) / \($os.ttft_p99_us | ms) ms"
+        end ),
+    ( ($s | map(select(.scenario == "c1")) | .[0]) as $o
+      | ($r.runs | map(select(.target == "responses" and .scenario == "c1")) | .[0]) as $m
+      | ($r.runs | map(select(.target == "responses-passthrough" and .scenario == "c1")) | .[0]) as $p
+      | ($s | map(select(.scenario == "stream-c1")) | .[0]) as $os
+      | ($r.runs | map(select(.target == "responses" and .scenario == "stream-c1")) | .[0]) as $ms
+      | if $m == null then empty else
+        "- OpenAI /v1/responses over the chat wire, c1: p50/p99 \($m.p50_us | ms) / \($m.p99_us | ms) ms vs chat path \($o.p50_us | ms) / \($o.p99_us | ms) ms (translation adds \(sub($m.p50_us; $o.p50_us) | sgn) / \(sub($m.p99_us; $o.p99_us) | sgn) ms); passed through to a Responses deployment \($p.p50_us | ms) / \($p.p99_us | ms) ms; streaming TTFT \($ms.ttft_p50_us | ms) / \($ms.ttft_p99_us | ms) ms vs \($os.ttft_p50_us | ms) / \($os.ttft_p99_us | ms) ms"
         end ),
     "",
     ( ($r.runs | map(select(.target == "cache-hit"))) as $ch

@@ -1,7 +1,7 @@
 //! A closed-loop HTTP load generator for chat completions endpoints (used by `scripts/bench.sh`).
 //!
 //! `switchyard-bench --url http://127.0.0.1:4000/v1/chat/completions --concurrency 16
-//!  --duration 5 [--warmup 1] [--stream] [--requests N] [--json]`
+//!  --duration 5 [--warmup 1] [--stream] [--responses] [--model M] [--requests N] [--json]`
 //!
 //! N workers each send the same small chat request back to back (the next one as soon as the
 //! previous answer is read to its end) over keep-alive connections. Latencies of the requests
@@ -23,10 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const BODY: &str = r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
-const BODY_STREAM: &str =
-    r#"{"model":"bench","messages":[{"role":"user","content":"hello"}],"max_tokens":16,"stream":true}"#;
-
 #[derive(Parser, Debug)]
 #[command(name = "switchyard-bench", about = "Closed-loop load generator for chat completions")]
 struct Args {
@@ -45,6 +41,13 @@ struct Args {
     /// Send `"stream": true` and measure time to first body bytes too.
     #[arg(long)]
     stream: bool,
+    /// Send a Responses body (`input`, `max_output_tokens`) instead of a chat body: for
+    /// `/v1/responses`.
+    #[arg(long)]
+    responses: bool,
+    /// The `model` the request names.
+    #[arg(long, default_value = "bench")]
+    model: String,
     /// Stop after this many measured requests (successes and errors).
     #[arg(long)]
     requests: Option<u64>,
@@ -144,12 +147,19 @@ fn main() -> ExitCode {
     runtime.block_on(load(client, request, &args))
 }
 
-fn build_request(client: &reqwest::Client, args: &Args) -> Result<reqwest::Request, String> {
-    let body = Bytes::from_static(if args.stream {
-        BODY_STREAM.as_bytes()
+/// The chat (or, with `--responses`, Responses) body every request sends.
+fn request_body(args: &Args) -> String {
+    let model = serde_json::Value::from(args.model.as_str());
+    let stream = if args.stream { r#","stream":true"# } else { "" };
+    if args.responses {
+        format!(r#"{{"model":{model},"input":"hello","max_output_tokens":16{stream}}}"#)
     } else {
-        BODY.as_bytes()
-    });
+        format!(r#"{{"model":{model},"messages":[{{"role":"user","content":"hello"}}],"max_tokens":16{stream}}}"#)
+    }
+}
+
+fn build_request(client: &reqwest::Client, args: &Args) -> Result<reqwest::Request, String> {
+    let body = Bytes::from(request_body(args));
     let mut rb = client
         .post(&args.url)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))

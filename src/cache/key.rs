@@ -19,6 +19,12 @@ const NOT_IN_KEY: &[&str] = &["user", "stream", "model"];
 /// The key for `call` served by `group`, under the configured namespace.
 pub fn of(namespace: Option<&str>, dialect: Dialect, group: &str, call: &Call) -> String {
     let body = match call {
+        // A Responses request is keyed by its own body: hosted tools, `include` and the like
+        // change the answer but have no canonical form.
+        Call::Chat(r) if call.responses().is_some() => match &r.native {
+            Some(crate::types::Native::Responses(n)) => Ok(Value::Object(n.body.clone())),
+            _ => serde_json::to_value(r),
+        },
         Call::Chat(r) => serde_json::to_value(r),
         Call::Passthrough(_, r) => serde_json::to_value(r),
     };
@@ -34,10 +40,10 @@ pub fn of(namespace: Option<&str>, dialect: Dialect, group: &str, call: &Call) -
     };
     let mut h = Sha256::new();
     h.update(b"switchyard-cache-v1\0");
-    h.update(if dialect == Dialect::Anthropic {
-        "anthropic"
-    } else {
-        "openai"
+    h.update(match dialect {
+        Dialect::Anthropic => "anthropic",
+        Dialect::Responses => "responses",
+        Dialect::OpenAi => "openai",
     });
     h.update([0]);
     h.update(endpoint);

@@ -42,7 +42,8 @@ pub struct CacheSettings {
 
 pub const DEFAULT_TTL_SECS: f64 = 600.0;
 const DEFAULT_MAX_MB: f64 = 256.0;
-/// LiteLLM's default `supported_call_types`, plus our names for the Anthropic path.
+/// LiteLLM's default `supported_call_types` (Responses included), plus our name for the
+/// Anthropic path.
 pub const CALL_TYPES: &[&str] = &[
     "completion",
     "acompletion",
@@ -51,6 +52,8 @@ pub const CALL_TYPES: &[&str] = &[
     "embedding",
     "aembedding",
     "anthropic_messages",
+    "responses",
+    "aresponses",
 ];
 
 /// Reads `cache` and `cache_params`; `None` when caching is off.

@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("SWITCHYARD_BIN_DIR", ROOT / "target" / "debug"))
 MASTER_KEY = "sk-test-master-key"
+# The mock upstream's base URL once the gateway fixture started it (for `upstream`).
+STACK = {}
 
 
 def free_port() -> int:
@@ -44,6 +46,7 @@ def gateway():
     procs = [mock]
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        STACK["mock"] = f"http://127.0.0.1:{mock_port}"
         cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         cfg.write(
             f"""
@@ -69,6 +72,13 @@ model_list:
       api_key: os.environ/UPSTREAM_KEY
     model_info:
       mode: embedding
+  - model_name: gpt-4o-responses
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:{mock_port}/v1
+      api_key: os.environ/UPSTREAM_KEY
+    model_info:
+      supports_responses_api: true
 general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
 """
@@ -89,3 +99,9 @@ general_settings:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="session")
+def upstream(gateway):
+    """The mock upstream's base URL (its recorded requests at /__mock/requests)."""
+    return STACK["mock"]

@@ -57,7 +57,7 @@ def test_embeddings(client):
 
 def test_models(client):
     ids = [m.id for m in client.models.list()]
-    assert ids == ["gpt-4o", "claude-sonnet-4-5-20250929", "claude-via-anthropic", "text-embedding-3-small"]
+    assert ids == ["gpt-4o", "claude-sonnet-4-5-20250929", "claude-via-anthropic", "text-embedding-3-small", "gpt-4o-responses"]
     assert client.models.retrieve("gpt-4o").id == "gpt-4o"
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"<!-- recipe: ([a-z0-9-]+) -->\s*```python\n(.*?)```", re.S)
 # The model each recipe calls in the fixture's config (the Anthropic one is routed by its name).
 MODELS = {"openai-sdk": "gpt-4o", "openai-sdk-stream": "gpt-4o", "langchain": "gpt-4o",
-          "anthropic-sdk": "claude-sonnet-4-5-20250929"}
+          "anthropic-sdk": "claude-sonnet-4-5-20250929", "agents-sdk": "gpt-4o"}
 
 
 def recipes():

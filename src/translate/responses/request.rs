@@ -175,7 +175,8 @@ pub fn to_canonical(body: Map<String, Value>) -> Result<ChatRequest, GatewayErro
     }
     // seam: respstore — with `previous_response_id`, `api::responses::history` prepends the
     // stored conversation before the request is translated (see `api::responses`).
-    if messages.is_empty() && body.get("previous_response_id").is_none_or(Value::is_null) {
+    let referenced = native.untranslatable.is_some() || body.get("previous_response_id").is_some_and(|v| !v.is_null());
+    if messages.is_empty() && !referenced {
         return Err(GatewayError::invalid_param(
             "input",
             "Missing required parameter: 'input' (a string or a list of input items).",

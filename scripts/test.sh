@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, the Rust unit and black-box tests, then the
-# official OpenAI Python SDK against the built gateway (installed into ./.venv from PyPI), the
-# README's Python recipes, and the Dockerfile, compose file and shipping scripts linted.
+# official OpenAI Python SDK against the built gateway (installed into ./.venv from PyPI), the real
+# Claude Code and Codex CLIs (from npm, pinned), the README's Python recipes, and the Dockerfile,
+# compose file and shipping scripts linted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,7 +60,31 @@ else
   skipped+=("dclint (npm not installed)")
 fi
 
-echo "== Python SDK tests, README recipes, deployment-file lints"
+# The real clients (Claude Code, Codex CLI), pinned by tests/clients/package-lock.json, installed
+# once per lockfile into ~/.cache/switchyard/clients/<its hash> (about 800 MB; warm runs skip npm).
+echo "== real clients (npm ci into the cache when the lockfile changed)"
+if command -v npm >/dev/null 2>&1; then
+  lock_hash=$(sha256sum tests/clients/package-lock.json | cut -c1-16)
+  clients_dir="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/clients/$lock_hash"
+  if [ ! -f "$clients_dir/.installed" ]; then
+    mkdir -p "$clients_dir"
+    cp tests/clients/package.json tests/clients/package-lock.json "$clients_dir/"
+    # --include=optional: the native linux-x64 binaries are optional dependencies.
+    npm ci --prefix "$clients_dir" --include=optional --silent --no-audit --no-fund
+    touch "$clients_dir/.installed"
+  fi
+  export SWITCHYARD_CLIENTS_BIN="$clients_dir/node_modules/.bin"
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI requires npm (for the Claude Code and Codex CLI tests)" >&2
+  exit 1
+else
+  skipped+=("real clients (npm not installed)")
+fi
+if [ "${CI:-}" = "true" ]; then
+  export SWITCHYARD_REQUIRE_CLIENTS=1
+fi
+
+echo "== Python SDK tests, real clients, README recipes, deployment-file lints"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -59,6 +59,17 @@ pub struct Behaviour {
     /// With `capacity`: time each request holds its slot.
     pub service_ms: u64,
     pub engine: Option<String>,
+    /// A scripted two-turn exchange for real clients: while the request offers a tool of this
+    /// name and carries no tool result yet, the reply is a call to it; after that, `reply`.
+    pub tool_call: Option<ScriptedCall>,
+}
+
+/// The tool call [`Behaviour::tool_call`] answers turn 1 with, shaped for the wire that asks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScriptedCall {
+    pub name: String,
+    /// The call's arguments (an object), e.g. `{"file_path": "/tmp/x/notes.txt"}`.
+    pub arguments: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +166,9 @@ fn router(state: Arc<MockState>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
+        // `DELETE /__mock/requests` forgets what was recorded; other routes are recorded, then 404.
+        .route("/__mock/requests", axum::routing::delete(forget))
+        .fallback(unrouted)
         .route("/api/ps", get(api_ps))
         .route("/slots", get(slots))
         .route("/__mock/behaviour", post(set_behaviour))
@@ -226,6 +240,29 @@ async fn recorded(State(st): State<Arc<MockState>>) -> Json<Value> {
 
 async fn stats(State(st): State<Arc<MockState>>) -> Json<Value> {
     Json(json!({"name": st.name, "hits": st.hits.load(Ordering::Relaxed)}))
+}
+
+async fn forget(State(st): State<Arc<MockState>>) -> StatusCode {
+    lock(&st.recorded).clear();
+    StatusCode::NO_CONTENT
+}
+
+/// Any other route: recorded (so a client's first call to an API the mock lacks can still be
+/// captured), then 404.
+async fn unrouted(State(st): State<Arc<MockState>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let record = lock(&st.behaviour).record.unwrap_or(true);
+    if let (true, Ok(parsed)) = (record, serde_json::from_slice::<Value>(&body)) {
+        let mut rec = lock(&st.recorded);
+        if rec.len() >= MAX_RECORDED {
+            rec.remove(0);
+        }
+        rec.push(Recorded {
+            path: uri.path().to_string(),
+            headers,
+            body: parsed,
+        });
+    }
+    StatusCode::NOT_FOUND.into_response()
 }
 
 async fn models(State(st): State<Arc<MockState>>) -> Json<Value> {
@@ -357,7 +394,7 @@ async fn chat(State(st): State<Arc<MockState>>, headers: HeaderMap, body: Bytes)
     let text = reply_text(&b, &req);
     let model = req["model"].as_str().unwrap_or("mock").to_string();
     let (pt, ct) = (prompt_tokens(&req), words(&text));
-    if let Some((name, args)) = wants_tool(&req, "function") {
+    if let Some((name, args)) = scripted_call(&b, &req, "function").or_else(|| wants_tool(&req, "function")) {
         return openai_tool_call(&req, &model, &name, &args);
     }
     if req["stream"] == true {
@@ -540,6 +577,40 @@ fn wants_tool(req: &Value, style: &str) -> Option<(String, String)> {
     Some((name.to_string(), "{\"city\": \"Paris\"}".to_string()))
 }
 
+/// [`Behaviour::tool_call`] when it applies: the tool is offered (chat `function.name`, or a
+/// top-level `name` as on the Anthropic and Responses wires) and no tool result is in the
+/// conversation yet.
+pub fn scripted_call(b: &Behaviour, req: &Value, style: &str) -> Option<(String, String)> {
+    let call = b.tool_call.as_ref()?;
+    let offered = req["tools"].as_array()?.iter().any(|t| {
+        let name = match style {
+            "function" => &t["function"]["name"],
+            _ => &t["name"],
+        };
+        name == call.name.as_str()
+    });
+    (offered && !has_tool_result(req)).then(|| (call.name.clone(), call.arguments.to_string()))
+}
+
+/// A tool's output anywhere in the conversation: a chat `tool` message, an Anthropic
+/// `tool_result` block, or a Responses `function_call_output` / `custom_tool_call_output` item.
+pub fn has_tool_result(req: &Value) -> bool {
+    let in_messages = req["messages"].as_array().is_some_and(|ms| {
+        ms.iter().any(|m| {
+            m["role"] == "tool"
+                || m["content"]
+                    .as_array()
+                    .is_some_and(|bs| bs.iter().any(|b| b["type"] == "tool_result"))
+        })
+    });
+    let in_input = req["input"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|i| i["type"].as_str().is_some_and(|t| t.ends_with("_call_output")))
+    });
+    in_messages || in_input
+}
+
 fn openai_tool_call(req: &Value, model: &str, name: &str, args: &str) -> Response {
     let call = json!({"id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": args}});
     if req["stream"] == true {
@@ -581,7 +652,7 @@ async fn anthropic_messages(State(st): State<Arc<MockState>>, headers: HeaderMap
         })
         .unwrap_or_default();
     let text = b.reply.clone().unwrap_or_else(|| format!("echo: {last_user}"));
-    let tool = wants_tool(&req, "anthropic");
+    let tool = scripted_call(&b, &req, "anthropic").or_else(|| wants_tool(&req, "anthropic"));
     let usage_in = prompt_tokens(&req);
     let ev = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
     if req["stream"] == true {

@@ -193,8 +193,14 @@ impl ChatToResponses {
         }
         if let Some((idx, id, text)) = self.text.as_mut() {
             text.push_str(delta);
-            let d = json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": delta, "logprobs": []});
-            self.emit(out, "response.output_text.delta", d);
+            // The per-chunk event, written directly: no `Value` built per token.
+            let (idx, seq) = (*idx, self.seq);
+            self.seq += 1;
+            let delta = Value::from(delta);
+            let _ = write!(
+                out,
+                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"{id}\",\"output_index\":{idx},\"content_index\":0,\"delta\":{delta},\"logprobs\":[],\"sequence_number\":{seq}}}\n\n"
+            );
         }
     }
 

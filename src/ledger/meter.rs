@@ -264,6 +264,14 @@ impl<S> Tap<S> {
         if find(event, b"usage").is_none() {
             return true;
         }
+        // A Responses stream reports usage once, in its last event; the events before carry the
+        // response object with `"usage": null` and need no parse.
+        if self.dialect == Dialect::Responses
+            && find(event, b"response.completed").is_none()
+            && find(event, b"response.incomplete").is_none()
+        {
+            return true;
+        }
         let Some(data) = event
             .split(|b| *b == b'\n')
             .find_map(|l| l.strip_prefix(b"data:"))

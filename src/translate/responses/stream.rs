@@ -73,6 +73,16 @@ impl ChatToResponses {
         let _ = write!(out, "event: {kind}\ndata: {data}\n\n");
     }
 
+    /// An event whose payload is the response object, already encoded.
+    fn emit_response(&mut self, out: &mut String, kind: &str, response: &str) {
+        let seq = self.seq;
+        self.seq += 1;
+        let _ = write!(
+            out,
+            "event: {kind}\ndata: {{\"type\":\"{kind}\",\"response\":{response},\"sequence_number\":{seq}}}\n\n"
+        );
+    }
+
     fn response(&self, status: &str) -> Value {
         let mut r = envelope(&self.native, &self.id, self.created_at, &self.model, status);
         r.insert("output".into(), Value::Array(self.output.clone()));
@@ -85,8 +95,10 @@ impl ChatToResponses {
         }
         self.started = true;
         let r = self.response("in_progress");
-        self.emit(out, "response.created", json!({"response": r}));
-        self.emit(out, "response.in_progress", json!({"response": r}));
+        // One encoding of the response object for both events.
+        let r = r.to_string();
+        self.emit_response(out, "response.created", &r);
+        self.emit_response(out, "response.in_progress", &r);
     }
 
     fn close_reasoning(&mut self, out: &mut String) {
@@ -193,8 +205,14 @@ impl ChatToResponses {
         }
         if let Some((idx, id, text)) = self.text.as_mut() {
             text.push_str(delta);
-            let d = json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": delta, "logprobs": []});
-            self.emit(out, "response.output_text.delta", d);
+            // The per-chunk event, written directly: no `Value` built per token.
+            let (idx, seq) = (*idx, self.seq);
+            self.seq += 1;
+            let delta = Value::from(delta);
+            let _ = write!(
+                out,
+                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"{id}\",\"output_index\":{idx},\"content_index\":0,\"delta\":{delta},\"logprobs\":[],\"sequence_number\":{seq}}}\n\n"
+            );
         }
     }
 
@@ -253,7 +271,7 @@ impl ChatToResponses {
         } else {
             "response.completed"
         };
-        self.emit(out, kind, json!({"response": r}));
+        self.emit_response(out, kind, &r.to_string());
         self.finished = true;
         if let Some(f) = self.on_complete.take() {
             f(&r);
@@ -275,7 +293,7 @@ impl ChatToResponses {
         );
         let mut r = self.response("failed");
         r["error"] = json!({"code": "server_error", "message": message});
-        self.emit(out, "response.failed", json!({"response": r}));
+        self.emit_response(out, "response.failed", &r.to_string());
         self.finished = true;
     }
 }

@@ -177,6 +177,8 @@ pub struct Relay {
     cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Kept events, when the meter strips some (reused between chunks).
     out: Vec<u8>,
+    /// The upstream's end or error, polled while gathering ready chunks: handled next.
+    parked: Option<Option<Result<Bytes, BoxError>>>,
     done_seen: bool,
     /// The upstream sent an error event of its own (vLLM and OpenAI do on a mid-stream failure,
     /// often followed by `[DONE]`): passed on as it is, and the stream counts as failed.
@@ -214,6 +216,7 @@ impl Relay {
             taps: Taps::default(),
             cut: None,
             out: Vec::new(),
+            parked: None,
             done_seen: false,
             error_seen: false,
             finished: false,
@@ -273,6 +276,39 @@ impl Relay {
             c.push(&pass);
         }
         Some(pass)
+    }
+
+    /// A chunk arrived: the idle limit counts from now.
+    fn touch(&mut self) {
+        if let Some(d) = &mut self.duty {
+            d.last = Instant::now();
+        }
+    }
+
+    /// Joins to `first` the chunks the upstream has ready now (one read of its socket often
+    /// brings several events, each its own HTTP chunk): one write to the client instead of one
+    /// each, and nothing waits.
+    fn gather(&mut self, first: Bytes, cx: &mut Context<'_>) -> Bytes {
+        const MAX: usize = 64 * 1024;
+        let mut joined: Option<bytes::BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), |j| j.len()) < MAX {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.touch();
+                    if let Some(out) = self.on_chunk(chunk) {
+                        joined
+                            .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                            .extend_from_slice(&out);
+                    }
+                }
+                Poll::Ready(end) => {
+                    self.parked = Some(end);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        joined.map_or(first, bytes::BytesMut::freeze)
     }
 
     /// Bytes held back from the client (an incomplete event, when the meter strips).
@@ -348,13 +384,15 @@ impl Stream for Relay {
             this.set_taps(*taps);
         }
         loop {
-            match this.inner.as_mut().poll_next(cx) {
+            let polled = match this.parked.take() {
+                Some(p) => Poll::Ready(p),
+                None => this.inner.as_mut().poll_next(cx),
+            };
+            match polled {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    if let Some(d) = &mut this.duty {
-                        d.last = Instant::now();
-                    }
+                    this.touch();
                     if let Some(out) = this.on_chunk(chunk) {
-                        return Poll::Ready(Some(Ok(out)));
+                        return Poll::Ready(Some(Ok(this.gather(out, cx))));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -494,7 +532,11 @@ mod tests {
             Dialect::OpenAi,
         )
         .await;
-        assert_eq!(out.len(), 2, "passed on as it is, no second error event");
+        assert_eq!(
+            out.concat(),
+            b"data: {\"a\":1}\n\ndata: {\"error\": {\"message\": \"engine died\"}}\n\ndata: [DONE]\n\n",
+            "passed on as it is, no second error event"
+        );
         assert!(how.contains("error event mid-stream"), "{how}");
         assert!(kept.is_none(), "a failed stream is not cached");
     }
@@ -536,6 +578,23 @@ mod tests {
             Dialect::Responses,
         )
         .await;
+        assert_eq!(how, "finished");
+        assert!(kept.is_some());
+    }
+
+    #[tokio::test]
+    async fn ready_chunks_go_out_together_and_the_end_still_counts() {
+        let (out, how, kept) = run(
+            &["data: {\"a\":1}\n\n", "data: {\"b\":2}\n\n", "data: [DONE]\n\n"],
+            Dialect::OpenAi,
+        )
+        .await;
+        assert_eq!(
+            out,
+            vec![Bytes::from_static(
+                b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n"
+            )]
+        );
         assert_eq!(how, "finished");
         assert!(kept.is_some());
     }

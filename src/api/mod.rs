@@ -321,8 +321,9 @@ fn store_in_cache(
             let (cache, key) = (cache.clone(), plan.key.clone());
             let template = entry(Bytes::new(), true, Tokens::default(), None);
             let limit = cache.settings.max_entry_bytes;
-            taps.capture = Some(cache::capture::Capture::new(limit, move |body| {
-                let tokens = meter::from_sse(&body);
+            taps.capture = Some(cache::capture::Capture::new(limit, move |body, metered| {
+                // The meter read the usage as the stream passed; without one, read it here.
+                let tokens = metered.unwrap_or_else(|| meter::from_sse(&body));
                 cache.put(
                     key,
                     cache::Entry {

@@ -3,16 +3,21 @@
 //! `response.completed`). A stream that fails, is cut short, or grows past the entry bound is
 //! not kept.
 
+use crate::ledger::cost::Tokens;
 use bytes::{Bytes, BytesMut};
+
+/// Told the kept body and its usage.
+type Done = Box<dyn FnOnce(Bytes, Option<Tokens>) + Send>;
 
 pub struct Capture {
     buf: Option<BytesMut>,
     limit: usize,
-    done: Option<Box<dyn FnOnce(Bytes) + Send>>,
+    done: Option<Done>,
 }
 
 impl Capture {
-    pub fn new(limit: usize, done: impl FnOnce(Bytes) + Send + 'static) -> Self {
+    /// `done` gets the body and the usage the stream's meter read from it, if it had one.
+    pub fn new(limit: usize, done: impl FnOnce(Bytes, Option<Tokens>) + Send + 'static) -> Self {
         Capture {
             buf: Some(BytesMut::new()),
             limit,
@@ -32,10 +37,10 @@ impl Capture {
     }
 
     /// The stream ended; it is kept if it ended properly (`complete`).
-    pub fn finish(&mut self, complete: bool) {
+    pub fn finish(&mut self, complete: bool, tokens: Option<Tokens>) {
         if let (Some(buf), Some(done)) = (self.buf.take(), self.done.take()) {
             if complete {
-                done(buf.freeze());
+                done(buf.freeze(), tokens);
             }
         }
     }
@@ -49,11 +54,11 @@ mod tests {
     fn run(chunks: &[&str], limit: usize, complete: bool) -> Option<Bytes> {
         let got = Arc::new(Mutex::new(None));
         let g = got.clone();
-        let mut cap = Capture::new(limit, move |b| *g.lock().unwrap() = Some(b));
+        let mut cap = Capture::new(limit, move |b, _| *g.lock().unwrap() = Some(b));
         for c in chunks {
             cap.push(c.as_bytes());
         }
-        cap.finish(complete);
+        cap.finish(complete, None);
         let out = got.lock().unwrap().take();
         out
     }

@@ -211,6 +211,11 @@ impl StreamMeter {
         self.strip_usage
     }
 
+    /// The usage the upstream reported, if it did.
+    pub fn tokens(&self) -> Option<Tokens> {
+        self.saw_usage.then_some(self.tokens)
+    }
+
     /// A chunk arrived (the first one is the time to first token).
     pub fn on_chunk(&mut self) {
         if self.first_at.is_none() {

@@ -332,8 +332,9 @@ impl Relay {
         if let Some(m) = &mut self.taps.meter {
             m.finish(failure.as_ref().map(|(s, e)| (*s, e.as_str())));
         }
+        let tokens = self.taps.meter.as_ref().and_then(StreamMeter::tokens);
         if let Some(c) = &mut self.taps.capture {
-            c.finish(complete);
+            c.finish(complete, tokens);
         }
     }
 
@@ -501,7 +502,7 @@ mod tests {
         )
         .watched_by(fault.clone());
         let taps = Taps {
-            capture: Some(Capture::new(1 << 20, move |b| *k.lock().unwrap() = Some(b))),
+            capture: Some(Capture::new(1 << 20, move |b, _| *k.lock().unwrap() = Some(b))),
             ..Default::default()
         };
         assert!(fault.attach(Box::new(taps)).is_ok());

@@ -16,6 +16,7 @@ pub mod providers;
 pub mod routing;
 pub mod server;
 pub mod signals;
+pub mod sse;
 pub mod store;
 pub mod telemetry;
 pub mod thread;

@@ -609,7 +609,7 @@ async fn attempt(
             }
             drop(guard);
         });
-        let relay = sse::relay(rest, timeout, dep.label(), dialect, Some(on_end));
+        let relay = sse::relay(rest, timeout, dep.label(), dialect, Some(on_end)).watched_by(fault.clone());
         (Payload::Stream(Body::from_stream(relay)), Some(fault))
     } else {
         let remaining = timeout.saturating_sub(reply.head_time);

@@ -262,6 +262,49 @@ async fn tenants_only_get_answers_for_models_they_may_use_and_hits_cost_nothing(
         hit["total_tokens"], miss["total_tokens"],
         "the hit reports the answer's tokens"
     );
+    // A stream too: its usage comes from the stream's meter, though the client (which did not ask
+    // for usage) never saw the usage event and the kept body has none.
+    let mut streamed = ask("m1", "a streamed tenant question");
+    streamed["stream"] = json!(true);
+    let h = as_key(&a);
+    let (status, cache, _, body) = send(&gw, streamed.clone(), &[(h[0].0, h[0].1.as_str())]).await;
+    assert_eq!((status, cache.as_str()), (200, "miss"), "{body}");
+    assert!(
+        !body.contains("\"usage\":{"),
+        "the gateway's usage event is not the client's: {body}"
+    );
+    let (status, cache, _, replay) = send(&gw, streamed, &[(h[0].0, h[0].1.as_str())]).await;
+    assert_eq!((status, cache.as_str(), replay.as_str()), (200, "hit", body.as_str()));
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        let r = gw
+            .client
+            .get(gw.url("/spend/logs"))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        let rows = r.json::<Vec<Value>>().await.unwrap();
+        streams = rows.into_iter().filter(|r| r["stream"] == true).collect();
+        if streams.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    let tokens = |hit: bool| {
+        let row = streams.iter().find(|r| r["cache_hit"] == hit).expect("a row");
+        (
+            row["prompt_tokens"].as_i64().unwrap(),
+            row["completion_tokens"].as_i64().unwrap(),
+        )
+    };
+    assert!(tokens(false).1 > 0, "{streams:?}");
+    assert_eq!(
+        tokens(true),
+        tokens(false),
+        "the streamed hit reports the answer's tokens"
+    );
     gw.stop().await;
 }
 

@@ -16,9 +16,10 @@ use crate::app::{AppState, RequestCtx};
 use crate::cache;
 use crate::error::{Dialect, GatewayError};
 use crate::ledger::cost::Tokens;
-use crate::ledger::meter::{self, Meter, Served, Tap};
+use crate::ledger::meter::{self, Meter, Served, StreamMeter};
 use crate::limits::RateHeaders;
 use crate::pipeline::{self, Call, Outcome, Payload};
+use crate::providers::sse::{self, Taps};
 use crate::routing::local_first::Route;
 use axum::body::Body;
 use axum::extract::Request;
@@ -205,15 +206,18 @@ pub async fn handle(
     .await;
     let mut resp = match result {
         Ok(Answer::Served(mut outcome)) => {
+            // A stream's meter, cache capture and shutdown cut read the events the relay frames.
+            let mut taps = Taps::default();
             if let Some((meter, strip)) = metered {
-                outcome = meter_outcome(outcome, meter, strip, dialect);
+                outcome = meter_outcome(outcome, meter, strip, dialect, &mut taps);
             }
             if let (Some(plan), Some(cache)) = (cached.as_ref().filter(|p| p.controls.write), &state.cache) {
-                outcome = store_in_cache(outcome, cache, plan);
+                outcome = store_in_cache(outcome, cache, plan, &mut taps);
             }
-            // Outermost, so a stream cut at shutdown is neither cached nor left unmetered.
             if let Payload::Stream(body) = outcome.payload {
-                outcome.payload = Payload::Stream(state.shutdown.cut_stream(body, dialect));
+                // A stream cut at shutdown is neither cached nor left unmetered.
+                taps.shutdown = Some(state.shutdown.clone());
+                outcome.payload = Payload::Stream(sse::attach(body, outcome.fault.as_ref(), taps, dialect));
             }
             respond(outcome, &ctx)
         }
@@ -288,7 +292,12 @@ fn cache_plan(
 }
 
 /// Stores a full answer now, a stream once it has ended properly.
-fn store_in_cache(mut outcome: Outcome, cache: &Arc<cache::ResponseCache>, plan: &CachePlan) -> Outcome {
+fn store_in_cache(
+    mut outcome: Outcome,
+    cache: &Arc<cache::ResponseCache>,
+    plan: &CachePlan,
+    taps: &mut Taps,
+) -> Outcome {
     let ttl = plan.controls.ttl.unwrap_or(cache.settings.ttl);
     let entry = |body: Bytes, stream: bool, tokens: Tokens, content_type: Option<String>| cache::Entry {
         body,
@@ -314,8 +323,9 @@ fn store_in_cache(mut outcome: Outcome, cache: &Arc<cache::ResponseCache>, plan:
             let (cache, key) = (cache.clone(), plan.key.clone());
             let template = entry(Bytes::new(), true, Tokens::default(), None);
             let limit = cache.settings.max_entry_bytes;
-            let capture = cache::capture::Capture::new(body.into_data_stream(), limit, move |body| {
-                let tokens = meter::from_sse(&body);
+            taps.capture = Some(cache::capture::Capture::new(limit, move |body, metered| {
+                // The meter read the usage as the stream passed; without one, read it here.
+                let tokens = metered.unwrap_or_else(|| meter::from_sse(&body));
                 cache.put(
                     key,
                     cache::Entry {
@@ -324,8 +334,8 @@ fn store_in_cache(mut outcome: Outcome, cache: &Arc<cache::ResponseCache>, plan:
                         ..template
                     },
                 );
-            });
-            Payload::Stream(Body::from_stream(capture))
+            }));
+            Payload::Stream(body)
         }
     };
     outcome
@@ -370,7 +380,7 @@ fn ask_for_usage(call: &mut Call) -> bool {
 }
 
 /// Meters a served request: at once for a full body, at the stream's end for a stream.
-fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Dialect) -> Outcome {
+fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Dialect, taps: &mut Taps) -> Outcome {
     let dep = outcome.deployment.clone();
     let served = Served {
         model_group: dep.model_name.clone(),
@@ -392,15 +402,8 @@ fn meter_outcome(mut outcome: Outcome, meter: Meter, strip: bool, dialect: Diale
             Payload::Full(b)
         }
         Payload::Stream(body) => {
-            let tap = Tap::new(
-                body.into_data_stream(),
-                meter,
-                served,
-                dialect,
-                strip,
-                outcome.fault.clone(),
-            );
-            Payload::Stream(Body::from_stream(tap))
+            taps.meter = Some(StreamMeter::new(meter, served, dialect, strip));
+            Payload::Stream(body)
         }
     };
     outcome

@@ -6,12 +6,8 @@ use super::cost::Tokens;
 use crate::auth::Gate;
 use crate::error::Dialect;
 use crate::store::spend::SpendRow;
-use bytes::Bytes;
-use futures_util::Stream;
 use serde_json::Value;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Usage in a complete response body of either dialect.
@@ -65,7 +61,7 @@ fn from_usage(u: &Value, prev: Tokens) -> Tokens {
                 .unwrap_or(0),
         };
     }
-    // Responses usage: `input_tokens` already counts the cached ones.
+    // The Responses API counts cached tokens inside `input_tokens`; Anthropic beside them.
     if let Some(c) = u.pointer("/input_tokens_details/cached_tokens").and_then(Value::as_u64) {
         return Tokens {
             prompt: n("input_tokens").unwrap_or(prev.prompt),
@@ -182,104 +178,70 @@ impl Meter {
     }
 }
 
-/// Watches a client-bound SSE stream for usage and meters the request when the stream ends
-/// (finished, failed, or dropped by a client that went away). A stream whose upstream failed
-/// after the first chunk (`fault`) is recorded with the failure's status and error, not as a
-/// success. With `strip_usage`, the usage-only
-/// event the gateway asked the upstream for is kept from a client that did not ask for it.
-pub struct Tap<S> {
-    inner: S,
+/// Meters a client-bound SSE stream from the events the stream layer (`providers::sse`) frames:
+/// usage as it passes, the request recorded when the stream ends (finished, failed, or dropped
+/// by a client that went away). A stream that failed after its first chunk is recorded with the
+/// failure's status and error, not as a success. With `strip_usage`, the usage-only event the
+/// gateway asked the upstream for is kept from a client that did not ask for it.
+pub struct StreamMeter {
     meter: Option<(Meter, Served)>,
     tokens: Tokens,
     saw_usage: bool,
     events: u64,
     dialect: Dialect,
     strip_usage: bool,
-    /// Bytes of an event not yet complete.
-    partial: Vec<u8>,
     first_at: Option<f64>,
-    fault: Option<crate::providers::sse::Fault>,
 }
 
-impl<S> Tap<S> {
-    pub fn new(
-        inner: S,
-        meter: Meter,
-        served: Served,
-        dialect: Dialect,
-        strip_usage: bool,
-        fault: Option<crate::providers::sse::Fault>,
-    ) -> Self {
-        Tap {
-            fault,
-            inner,
+impl StreamMeter {
+    pub fn new(meter: Meter, served: Served, dialect: Dialect, strip_usage: bool) -> Self {
+        StreamMeter {
             meter: Some((meter, served)),
             tokens: Tokens::default(),
             saw_usage: false,
             events: 0,
             dialect,
             strip_usage,
-            partial: Vec::new(),
             first_at: None,
         }
     }
 
-    /// Reads complete events out of `chunk`; returns the bytes to pass on.
-    fn scan(&mut self, chunk: Bytes) -> Bytes {
+    /// Whether events the client should not see may be removed (then incomplete events wait for
+    /// their end before they are passed on).
+    pub fn strips(&self) -> bool {
+        self.strip_usage
+    }
+
+    /// The usage the upstream reported, if it did.
+    pub fn tokens(&self) -> Option<Tokens> {
+        self.saw_usage.then_some(self.tokens)
+    }
+
+    /// A chunk arrived (the first one is the time to first token).
+    pub fn on_chunk(&mut self) {
         if self.first_at.is_none() {
             if let Some((m, _)) = &self.meter {
                 self.first_at = Some(m.started.elapsed().as_secs_f64() * 1000.0);
             }
         }
-        let mut partial = std::mem::take(&mut self.partial);
-        partial.extend_from_slice(&chunk);
-        let mut out: Option<Vec<u8>> = if self.strip_usage {
-            Some(Vec::with_capacity(chunk.len()))
-        } else {
-            None
-        };
-        let mut start = 0;
-        while let Some(end) = find(&partial[start..], b"\n\n").map(|i| start + i + 2) {
-            let event = &partial[start..end];
-            let keep = self.event(event);
-            if let Some(o) = out.as_mut() {
-                if keep {
-                    o.extend_from_slice(event);
-                }
-            }
-            start = end;
-        }
-        partial.drain(..start);
-        self.partial = partial;
-        match out {
-            // Incomplete events wait for their end before they are passed on.
-            Some(o) => Bytes::from(o),
-            None => chunk,
-        }
     }
 
     /// Notes one event's usage; whether the client should see it.
-    fn event(&mut self, event: &[u8]) -> bool {
+    pub fn on_event(&mut self, ev: &crate::sse::Event<'_>) -> bool {
         self.events += 1;
-        if find(event, b"usage").is_none() {
+        if !ev.has_usage() {
             return true;
         }
         // A Responses stream reports usage once, in its last event; the events before carry the
-        // response object with `"usage": null` and need no parse.
+        // response object with `"usage": null` (not counted by `has_usage`) and need no parse.
         if self.dialect == Dialect::Responses
-            && find(event, b"response.completed").is_none()
-            && find(event, b"response.incomplete").is_none()
+            && !ev.name_is("response.completed")
+            && !ev.name_is("response.incomplete")
+            && ev.name.is_some()
         {
             return true;
         }
-        let Some(data) = event
-            .split(|b| *b == b'\n')
-            .find_map(|l| l.strip_prefix(b"data:"))
-            .map(|d| d.strip_prefix(b" ").unwrap_or(d))
-        else {
-            return true;
-        };
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        let Ok(v) = serde_json::from_slice::<Value>(ev.data) else {
             return true;
         };
         let usage = match self.dialect {
@@ -288,7 +250,7 @@ impl<S> Tap<S> {
             // `response.created` and `response.in_progress` carry `"usage": null`.
             Dialect::Responses => v.pointer("/response/usage").filter(|u| u.is_object()),
         };
-        if let Some(u) = usage {
+        if let Some(u) = usage.filter(|u| u.is_object()) {
             self.tokens = from_usage(u, self.tokens);
             self.saw_usage = true;
             let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
@@ -299,7 +261,8 @@ impl<S> Tap<S> {
         true
     }
 
-    fn finish(&mut self) {
+    /// Records the request; `failure` is the status and error of a stream that broke.
+    pub fn finish(&mut self, failure: Option<(u16, &str)>) {
         if let Some((meter, mut served)) = self.meter.take() {
             let mut t = self.tokens;
             if !self.saw_usage {
@@ -308,7 +271,7 @@ impl<S> Tap<S> {
                 t.completion = self.events.saturating_sub(2);
             }
             served.ttft_ms = self.first_at;
-            if let Some((status, error)) = self.fault.as_ref().and_then(|f| f.get()) {
+            if let Some((status, error)) = failure {
                 served.status = status;
                 served.error = Some(error.to_string());
             }
@@ -317,41 +280,10 @@ impl<S> Tap<S> {
     }
 }
 
-impl<S: Stream<Item = Result<Bytes, E>> + Unpin, E> Stream for Tap<S> {
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            return match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let out = self.scan(chunk);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    Poll::Ready(Some(Ok(out)))
-                }
-                Poll::Ready(None) => {
-                    let rest = std::mem::take(&mut self.partial);
-                    self.finish();
-                    if self.strip_usage && !rest.is_empty() {
-                        return Poll::Ready(Some(Ok(Bytes::from(rest))));
-                    }
-                    Poll::Ready(None)
-                }
-                other => other,
-            };
-        }
-    }
-}
-
-impl<S> Drop for Tap<S> {
+impl Drop for StreamMeter {
     fn drop(&mut self) {
-        self.finish();
+        self.finish(None);
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@
 
 use crate::error::{Dialect, GatewayError};
 use axum::body::Body;
-use futures_util::StreamExt;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {
@@ -61,25 +60,19 @@ impl Shutdown {
         GatewayError::ShuttingDown { grace: self.grace }
     }
 
+    /// Ends when the grace period is over (a stream layer keeps it between its polls).
+    pub fn cancelled_owned(&self) -> WaitForCancellationFutureOwned {
+        self.cancel.clone().cancelled_owned()
+    }
+
     /// Relays `body` until the grace period ends, then sends one error event in `dialect` and
-    /// ends the stream, dropping the upstream (its meter records what was served).
+    /// ends the stream, dropping the upstream (its meter records what was served). The edge puts
+    /// this on its streams through the stream layer's taps (`providers::sse::Taps`) instead.
     pub fn cut_stream(&self, body: Body, dialect: Dialect) -> Body {
-        let shutdown = self.clone();
-        let stream = futures_util::stream::unfold(Some(body.into_data_stream()), move |inner| {
-            let shutdown = shutdown.clone();
-            async move {
-                let mut inner = inner?;
-                tokio::select! {
-                    biased;
-                    next = inner.next() => next.map(|item| (item, Some(inner))),
-                    _ = shutdown.cancelled() => {
-                        drop(inner);
-                        let event = crate::providers::sse::error_event(&shutdown.error(), dialect);
-                        Some((Ok(event), None))
-                    }
-                }
-            }
-        });
-        Body::from_stream(stream)
+        let taps = crate::providers::sse::Taps {
+            shutdown: Some(self.clone()),
+            ..Default::default()
+        };
+        crate::providers::sse::attach(body, None, taps, dialect)
     }
 }

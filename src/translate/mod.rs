@@ -7,52 +7,25 @@
 pub mod anthropic;
 pub mod responses;
 
+use crate::sse::Framer;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 
-/// Splits an SSE byte stream into `(event, data)` pairs, keeping partial events across chunks.
+/// Splits an SSE byte stream into owned `(event, data)` pairs, keeping partial events across
+/// chunks. A convenience over [`crate::sse::Framer`], which hands out borrowed events instead.
 #[derive(Default)]
 pub struct SseSplitter {
-    buf: Vec<u8>,
+    framer: Framer,
 }
 
 impl SseSplitter {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<(Option<String>, String)> {
-        self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        loop {
-            let text = &self.buf;
-            let end = find_event_end(text);
-            let Some((end, sep)) = end else { break };
-            let raw = String::from_utf8_lossy(&self.buf[..end]).to_string();
-            self.buf.drain(..end + sep);
-            let mut event = None;
-            let mut data = String::new();
-            for line in raw.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = Some(v.trim().to_string());
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    if !data.is_empty() {
-                        data.push('\n');
-                    }
-                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            if event.is_some() || !data.is_empty() {
-                out.push((event, data));
-            }
-        }
+        self.framer.push(chunk, |e| {
+            out.push((e.name_str().map(|n| n.into_owned()), e.data_str().into_owned()))
+        });
         out
-    }
-}
-
-fn find_event_end(b: &[u8]) -> Option<(usize, usize)> {
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
-    match (lf, crlf) {
-        (Some(a), Some(c)) => Some(if a.0 < c.0 { a } else { c }),
-        (a, c) => a.or(c),
     }
 }
 
@@ -68,21 +41,22 @@ pub fn stream<T: EventTranslator>(
     upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
     t: T,
 ) -> ByteStream {
-    let state = (Box::pin(upstream) as ByteStream, SseSplitter::default(), t);
+    let state = (Box::pin(upstream) as ByteStream, Framer::default(), t);
     Box::pin(futures_util::stream::unfold(
         state,
-        |(mut up, mut split, mut t)| async move {
+        |(mut up, mut framer, mut t)| async move {
             loop {
                 match up.next().await {
                     None => return None,
-                    Some(Err(e)) => return Some((Err(e), (up, split, t))),
+                    Some(Err(e)) => return Some((Err(e), (up, framer, t))),
                     Some(Ok(chunk)) => {
                         let mut out = String::new();
-                        for (event, data) in split.push(&chunk) {
-                            t.on_event(event.as_deref(), &data, &mut out);
-                        }
+                        framer.push(&chunk, |e| {
+                            let name = e.name.map(String::from_utf8_lossy);
+                            t.on_event(name.as_deref(), &e.data_str(), &mut out)
+                        });
                         if !out.is_empty() {
-                            return Some((Ok(Bytes::from(out)), (up, split, t)));
+                            return Some((Ok(Bytes::from(out)), (up, framer, t)));
                         }
                     }
                 }

@@ -34,8 +34,13 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+# Processes run in a scratch directory: a gateway whose config names no database keeps its SQLite
+# file in the working directory, which must not be the checkout.
+SCRATCH = tempfile.mkdtemp(prefix="switchyard-pytest-")
+
+
 def start(args, env=None):
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(args, env=env, cwd=SCRATCH, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 /// Anthropic requires `max_tokens`; this is used when a canonical request leaves it out.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// A string, or the text blocks of a block list joined by newlines.
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

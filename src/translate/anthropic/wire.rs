@@ -124,18 +124,6 @@ fn field<T: serde::de::DeserializeOwned>(path: &str, v: &Value) -> Result<T, Gat
     T::deserialize(v).map_err(|e| GatewayError::invalid_param(path, format!("{path}: {e}")))
 }
 
-fn text_of_blocks(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
 fn image_part(source: &Value) -> Option<Value> {
     let url = match source.get("type").and_then(Value::as_str) {
         Some("base64") => format!(
@@ -181,7 +169,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
         Some(system) => {
             let text = match system {
                 Value::String(s) => s.clone(),
-                Value::Array(_) => text_of_blocks(system),
+                Value::Array(_) => super::text_of(system),
                 _ => {
                     return Err(GatewayError::invalid_param(
                         "system",
@@ -256,7 +244,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
                     Some("text") | Some("content") => {
                         let body = match source.get("type").and_then(Value::as_str) {
                             Some("text") => source.get("data").and_then(Value::as_str).unwrap_or("").to_string(),
-                            _ => text_of_blocks(source.get("content").unwrap_or(&Value::Null)),
+                            _ => super::text_of(source.get("content").unwrap_or(&Value::Null)),
                         };
                         parts.push(text_part(match title {
                             Some(t) => format!("{t}\n\n{body}"),
@@ -267,7 +255,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
                 },
                 Block::SearchResult { title, source, content } => {
                     let head = [title, source].into_iter().flatten().collect::<Vec<_>>().join("\n");
-                    let body = text_of_blocks(&Value::Array(content));
+                    let body = super::text_of(&Value::Array(content));
                     parts.push(text_part(format!("{head}\n\n{body}")));
                 }
                 Block::ToolUse { id, name, input } => tool_calls.push(json!({
@@ -283,7 +271,7 @@ pub fn parse(body: Value) -> Result<ChatRequest, GatewayError> {
                     content,
                     is_error,
                 } => {
-                    let mut text = text_of_blocks(content.as_ref().unwrap_or(&Value::Null));
+                    let mut text = super::text_of(content.as_ref().unwrap_or(&Value::Null));
                     if is_error == Some(true) {
                         text = format!("Error: {text}");
                     }

@@ -11,7 +11,9 @@
 # same streams asked on /v1/messages (translated to Anthropic events). The mock sends each event
 # BENCH_CHUNK_DELAY_MS (1) after the last, so each reaches the gateway as a read of its own (as a
 # model's tokens do); 0 lets them coalesce. Per chunk = (CPU of the 64-chunk stream - CPU of the
-# 16-chunk stream) / 48: the request's fixed cost cancels out. The user-space share of each figure
+# 16-chunk stream) / 48: the request's fixed cost cancels out. A 1-chunk stream (two upstream
+# writes: the content, then the finish, usage and `[DONE]`) against the plain request shows what a
+# stream costs besides its chunks. The user-space share of each figure
 # comes from the threads' utime against stime (/proc/PID/task/*/stat, clock ticks): what is not
 # user space is the kernel's (the socket calls; on loopback a write delivers to the reader too).
 #
@@ -97,6 +99,7 @@ measure() {
 }
 
 read -r plain plain_u < <(measure 16 "$GW/chat/completions")
+read -r c1 c1_u < <(measure 1 "$GW/chat/completions" --stream)
 read -r c16 c16_u < <(measure 16 "$GW/chat/completions" --stream)
 read -r c64 c64_u < <(measure 64 "$GW/chat/completions" --stream)
 read -r m16 m16_u < <(measure 16 "$GW/messages" --stream)
@@ -105,6 +108,7 @@ per() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 48 }'; }
 echo "| scenario | gateway CPU per request µs (user space) | per streamed chunk µs (user space) |"
 echo "|---|---:|---:|"
 echo "| plain chat request | $plain ($plain_u) | - |"
+echo "| chat stream, 1 chunk | $c1 ($c1_u) | |"
 echo "| chat stream, 16 chunks | $c16 ($c16_u) | |"
 echo "| chat stream, 64 chunks | $c64 ($c64_u) | $(per "$c16" "$c64") ($(per "$c16_u" "$c64_u")) |"
 echo "| /v1/messages stream (translated), 16 chunks | $m16 ($m16_u) | |"

@@ -35,5 +35,5 @@ async fn main() -> std::io::Result<()> {
         a.name,
         listener.local_addr()?
     );
-    axum::serve(listener, router_standalone(&a.name, b)).await
+    switchyard::mock::serve(listener, router_standalone(&a.name, b)).await
 }

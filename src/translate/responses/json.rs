@@ -47,6 +47,23 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A number, in decimal (no formatting machinery).
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
+}
+
 /// Any JSON value, compact.
 pub fn push_value(out: &mut String, v: &Value) {
     let _ = write!(out, "{v}");
@@ -69,6 +86,15 @@ mod tests {
             let mut out = String::new();
             push_str(&mut out, s);
             assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn numbers_as_display_writes_them() {
+        for n in [0, 7, 10, 99, 12345, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
         }
     }
 }

@@ -5,7 +5,7 @@
 //! from the chat completion, the fields echoing the request encoded once (`Echo`). No `Value`
 //! tree is built for it on the request path.
 
-use super::json::{push_str, push_value, Text};
+use super::json::{push_str, push_u64, push_value, Text};
 use super::request::Native;
 use crate::error::GatewayError;
 use bytes::Bytes;
@@ -96,11 +96,17 @@ impl Usage {
     }
 
     fn write(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "{{\"input_tokens\":{},\"input_tokens_details\":{{\"cached_tokens\":{}}},\"output_tokens\":{},\"output_tokens_details\":{{\"reasoning_tokens\":{}}},\"total_tokens\":{}}}",
-            self.input, self.cached, self.output, self.reasoning, self.total
-        );
+        out.push_str("{\"input_tokens\":");
+        push_u64(out, self.input);
+        out.push_str(",\"input_tokens_details\":{\"cached_tokens\":");
+        push_u64(out, self.cached);
+        out.push_str("},\"output_tokens\":");
+        push_u64(out, self.output);
+        out.push_str(",\"output_tokens_details\":{\"reasoning_tokens\":");
+        push_u64(out, self.reasoning);
+        out.push_str("},\"total_tokens\":");
+        push_u64(out, self.total);
+        out.push('}');
     }
 }
 
@@ -132,11 +138,11 @@ impl Object<'_> {
     pub fn write(&self, out: &mut String) {
         out.push_str("{\"id\":");
         push_str(out, self.id);
-        let _ = write!(
-            out,
-            ",\"object\":\"response\",\"created_at\":{},\"status\":\"{}\",\"background\":false,\"error\":",
-            self.created_at, self.status
-        );
+        out.push_str(",\"object\":\"response\",\"created_at\":");
+        push_u64(out, self.created_at);
+        out.push_str(",\"status\":\"");
+        out.push_str(self.status);
+        out.push_str("\",\"background\":false,\"error\":");
         match self.error {
             Some(m) => {
                 out.push_str("{\"code\":\"server_error\",\"message\":");
@@ -148,7 +154,9 @@ impl Object<'_> {
         out.push_str(",\"incomplete_details\":");
         match self.incomplete {
             Some(r) => {
-                let _ = write!(out, "{{\"reason\":\"{r}\"}}");
+                out.push_str("{\"reason\":\"");
+                out.push_str(r);
+                out.push_str("\"}");
             }
             None => out.push_str("null"),
         }
@@ -185,10 +193,9 @@ pub fn write_reasoning_item(out: &mut String, id: &str, text: &str) {
 pub fn write_message_item(out: &mut String, id: &str, text: &str, status: &str) {
     out.push_str("{\"id\":");
     push_str(out, id);
-    let _ = write!(
-        out,
-        ",\"type\":\"message\",\"status\":\"{status}\",\"role\":\"assistant\",\"content\":[{{\"type\":\"output_text\",\"text\":"
-    );
+    out.push_str(",\"type\":\"message\",\"status\":\"");
+    out.push_str(status);
+    out.push_str("\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":");
     push_str(out, text);
     out.push_str(",\"annotations\":[],\"logprobs\":[]}]}");
 }
@@ -196,7 +203,9 @@ pub fn write_message_item(out: &mut String, id: &str, text: &str, status: &str) 
 pub fn write_function_call_item(out: &mut String, id: &str, call_id: &str, name: &str, arguments: &str, status: &str) {
     out.push_str("{\"id\":");
     push_str(out, id);
-    let _ = write!(out, ",\"type\":\"function_call\",\"status\":\"{status}\",\"call_id\":");
+    out.push_str(",\"type\":\"function_call\",\"status\":\"");
+    out.push_str(status);
+    out.push_str("\",\"call_id\":");
     push_str(out, call_id);
     out.push_str(",\"name\":");
     push_str(out, name);

@@ -11,7 +11,7 @@
 //! back to a `Value`, read leniently), and events are written straight into the output buffer
 //! (`json`); the request-echo fields of the response object are encoded once per stream.
 
-use super::json::{push_str, Text};
+use super::json::{push_str, push_u64, Text};
 use super::request::Native;
 use super::response::{
     new_id, now_secs, separate, status_of, write_function_call_item, write_message_item, write_reasoning_item, Echo,
@@ -122,13 +122,25 @@ impl ChatToResponses {
 
     /// Opens an event: `event: {kind}` and its data up to the first field's comma.
     fn open(out: &mut String, kind: &str) {
-        let _ = write!(out, "event: {kind}\ndata: {{\"type\":\"{kind}\"");
+        out.push_str("event: ");
+        out.push_str(kind);
+        out.push_str("\ndata: {\"type\":\"");
+        out.push_str(kind);
+        out.push('"');
     }
 
     /// Closes an event with its `sequence_number`.
     fn close(&mut self, out: &mut String) {
-        let _ = write!(out, ",\"sequence_number\":{}}}\n\n", self.seq);
+        out.push_str(",\"sequence_number\":");
+        push_u64(out, self.seq);
+        out.push_str("}\n\n");
         self.seq += 1;
+    }
+
+    /// `,"output_index":N`
+    fn index(out: &mut String, idx: usize) {
+        out.push_str(",\"output_index\":");
+        push_u64(out, idx as u64);
     }
 
     /// An event built as a `Value` (the rare ones: errors).
@@ -143,7 +155,7 @@ impl ChatToResponses {
     fn item_ref(out: &mut String, id: &str, idx: usize) {
         out.push_str(",\"item_id\":");
         push_str(out, id);
-        let _ = write!(out, ",\"output_index\":{idx}");
+        Self::index(out, idx);
     }
 
     /// The response object with this status into `self.scratch`.
@@ -179,6 +191,7 @@ impl ChatToResponses {
         self.started = true;
         // One encoding of the response object for both events.
         self.write_response("in_progress", None, None);
+        out.reserve(2 * self.scratch.len() + 160);
         self.emit_response(out, "response.created");
         self.emit_response(out, "response.in_progress");
     }
@@ -186,7 +199,8 @@ impl ChatToResponses {
     /// Appends an item to the response's `output` and sends `response.output_item.done`.
     fn item_done(&mut self, out: &mut String, idx: usize, start: usize) {
         Self::open(out, "response.output_item.done");
-        let _ = write!(out, ",\"output_index\":{idx},\"item\":");
+        Self::index(out, idx);
+        out.push_str(",\"item\":");
         out.push_str(&self.output[start..]);
         self.close(out);
     }
@@ -257,7 +271,8 @@ impl ChatToResponses {
             let (idx, id) = (self.next_index, new_id("rs"));
             self.next_index += 1;
             Self::open(out, "response.output_item.added");
-            let _ = write!(out, ",\"output_index\":{idx},\"item\":{{\"id\":");
+            Self::index(out, idx);
+            out.push_str(",\"item\":{\"id\":");
             push_str(out, &id);
             out.push_str(",\"type\":\"reasoning\",\"summary\":[]}");
             self.close(out);
@@ -283,7 +298,8 @@ impl ChatToResponses {
             let (idx, id) = (self.next_index, new_id("msg"));
             self.next_index += 1;
             Self::open(out, "response.output_item.added");
-            let _ = write!(out, ",\"output_index\":{idx},\"item\":");
+            Self::index(out, idx);
+            out.push_str(",\"item\":");
             write_message_item_open(out, &id);
             self.close(out);
             Self::open(out, "response.content_part.added");
@@ -313,7 +329,8 @@ impl ChatToResponses {
             let call_id = tc["id"].as_str().map_or_else(|| new_id("call"), str::to_string);
             let name = tc["function"]["name"].as_str().unwrap_or_default().to_string();
             Self::open(out, "response.output_item.added");
-            let _ = write!(out, ",\"output_index\":{idx},\"item\":");
+            Self::index(out, idx);
+            out.push_str(",\"item\":");
             write_function_call_item(out, &id, &call_id, &name, "", "in_progress");
             self.close(out);
             self.calls.push(Call {
@@ -347,6 +364,7 @@ impl ChatToResponses {
         self.close_calls(out);
         let (status, incomplete) = status_of(self.finish.as_deref());
         self.write_response(status, incomplete, None);
+        out.reserve(self.scratch.len() + 96);
         let kind = if status == "incomplete" {
             "response.incomplete"
         } else {
@@ -459,6 +477,8 @@ impl EventTranslator for ChatToResponses {
             self.complete(out);
             return;
         }
+        // Room for this chunk's events (a delta and its event's framing), grown once.
+        out.reserve(data.len() + 256);
         let chunk = match serde_json::from_str::<Chunk>(data) {
             Ok(c) if !c.error => c,
             _ => {

@@ -41,9 +41,9 @@ row() { # row NAME PATH [bench args]
     gw=$!
     $B --wait-ready --url "http://127.0.0.1:$port/v1/chat/completions" --ready-timeout 120 >/dev/null
     $B --url "http://127.0.0.1:$port/v1/$path" --requests 50 --duration 300 --warmup 0 "$@" >/dev/null
-    callgrind_control -i on "$gw" >/dev/null
+    callgrind_control -i on "$gw" >/dev/null 2>&1
     $B --url "http://127.0.0.1:$port/v1/$path" --requests 200 --duration 300 --warmup 0 "$@" >/dev/null
-    callgrind_control -i off "$gw" >/dev/null
+    callgrind_control -i off "$gw" >/dev/null 2>&1
     kill "$gw"
     wait "$gw" 2>/dev/null || true
     ir=$(callgrind_annotate "$OUT/$name.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')

@@ -8,7 +8,11 @@
 #   scripts/bench-responses.sh                                   # target/release, built first
 #   BENCH_BINS="/tmp/before target/release" BENCH_ROUNDS=3 BENCH_NO_BUILD=1 scripts/bench-responses.sh
 #
-# Env: BENCH_REQUESTS (5000 per row), BENCH_ROUNDS (2), BENCH_BINS (target/release).
+# With BENCH_STORE=1 the gateway has the response store on (SQLite in a temporary directory) and
+# the rows are the Responses ones, stored (no `store` field: OpenAI's default) and `store: false`.
+#
+# Env: BENCH_REQUESTS (5000 per row), BENCH_ROUNDS (2), BENCH_BINS (target/release), BENCH_STORE (0).
+# The load generator is the last build's `switchyard-bench`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -19,6 +23,7 @@ if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
     cargo build --release --bins >&2
 fi
 FIRST=${BINS%% *}
+LAST=${BINS##* }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench-resp.XXXXXX")
 PIDS=()
 cleanup() {
@@ -27,7 +32,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-bench() { "$FIRST/switchyard-bench" --threads 1 "$@"; }
+bench() { "$LAST/switchyard-bench" --threads 1 "$@"; }
 MOCK_PORT=$(bench --free-port)
 "$FIRST/switchyard-mock" --port "$MOCK_PORT" --name bench --latency-ms 0 --no-record >"$TMP/mock.log" 2>&1 &
 PIDS+=($!)
@@ -47,8 +52,12 @@ model_list:
     model_info:
       supports_responses_api: true
 general_settings:
-  disable_database: true
 YAML
+if [[ "${BENCH_STORE:-0}" == 1 ]]; then
+    printf '  database_path: %s/store.db\n' "$TMP" >>"$TMP/config.yaml"
+else
+    printf '  disable_database: true\n' >>"$TMP/config.yaml"
+fi
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
 row() { # row BIN GW_PID NAME URL [args]
     local bin=$1 pid=$2 name=$3 url=$4 t0 t1 out
@@ -68,11 +77,19 @@ for round in $(seq "$ROUNDS"); do
         PIDS+=("$gw")
         base="http://127.0.0.1:$port/v1"
         bench --wait-ready --url "$base/chat/completions" --ready-timeout 30 >/dev/null
-        row "$bin" "$gw" chat "$base/chat/completions"
-        row "$bin" "$gw" responses "$base/responses" --responses
-        row "$bin" "$gw" responses-passthrough "$base/responses" --responses --model bench-responses
-        row "$bin" "$gw" stream-chat "$base/chat/completions" --stream
-        row "$bin" "$gw" stream-responses "$base/responses" --responses --stream
+        if [[ "${BENCH_STORE:-0}" == 1 ]]; then
+            row "$bin" "$gw" chat "$base/chat/completions"
+            row "$bin" "$gw" responses-stored "$base/responses" --responses
+            row "$bin" "$gw" responses-store-false "$base/responses" --responses --no-store
+            row "$bin" "$gw" stream-responses-stored "$base/responses" --responses --stream
+            row "$bin" "$gw" stream-responses-store-false "$base/responses" --responses --stream --no-store
+        else
+            row "$bin" "$gw" chat "$base/chat/completions"
+            row "$bin" "$gw" responses "$base/responses" --responses
+            row "$bin" "$gw" responses-passthrough "$base/responses" --responses --model bench-responses
+            row "$bin" "$gw" stream-chat "$base/chat/completions" --stream
+            row "$bin" "$gw" stream-responses "$base/responses" --responses --stream
+        fi
         kill "$gw"
         wait "$gw" 2>/dev/null || true
     done

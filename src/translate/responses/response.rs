@@ -392,3 +392,59 @@ pub fn from_chat(body: &[u8], native: &Native, model: &str) -> Result<Value, Gat
     let encoded = body_from_chat(body, native, model)?;
     serde_json::from_slice(&encoded).map_err(|e| GatewayError::Internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids are fresh per call; everything else is compared.
+    fn without_ids(mut v: Value) -> Value {
+        v["id"] = Value::Null;
+        for item in v["output"].as_array_mut().into_iter().flatten() {
+            item["id"] = Value::Null;
+        }
+        v
+    }
+
+    /// The typed read and the lenient `Value` read (a content given as parts) write the same
+    /// object, and it is valid JSON with the chat completion's facts and OpenAI's defaults.
+    #[test]
+    fn typed_and_lenient_reads_write_the_same_object() {
+        let typed = br#"{"created":5,"model":"up","choices":[{"message":{"content":"he said \"hi\"\n","tool_calls":[{"id":"c1","function":{"name":"f","arguments":"{\"a\":1}"}}]},"finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":3}}"#;
+        let parts = br#"{"created":5,"model":"up","choices":[{"message":{"content":[{"type":"text","text":"he said \"hi\"\n"}],"tool_calls":[{"id":"c1","function":{"name":"f","arguments":"{\"a\":1}"}}]},"finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":3}}"#;
+        let native = Native::default();
+        let a = from_chat(typed, &native, "asked").unwrap();
+        let b = from_chat(parts, &native, "asked").unwrap();
+        assert_eq!(without_ids(a.clone()), without_ids(b));
+        assert_eq!(a["object"], "response");
+        assert_eq!(a["created_at"], 5);
+        assert_eq!(a["model"], "up");
+        assert_eq!(a["status"], "incomplete");
+        assert_eq!(a["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(a["output"][0]["content"][0]["text"], "he said \"hi\"\n");
+        assert_eq!(a["output"][1]["call_id"], "c1");
+        assert_eq!(a["output"][1]["arguments"], "{\"a\":1}");
+        assert_eq!(a["usage"]["total_tokens"], 5);
+        assert_eq!(a["temperature"], 1.0);
+        assert_eq!(a["tools"], serde_json::json!([]));
+        assert!(a["id"].as_str().unwrap().starts_with("resp_"));
+    }
+
+    #[test]
+    fn the_request_is_echoed() {
+        let body = serde_json::json!({"instructions": "be brief", "temperature": 0.2, "store": true, "metadata": {"k": "v"}, "tools": null});
+        let native = Native {
+            body: body.as_object().cloned().unwrap(),
+            ..Native::default()
+        };
+        let r = from_chat(br#"{"choices":[{"message":{"content":"x"}}]}"#, &native, "m").unwrap();
+        assert_eq!(r["instructions"], "be brief");
+        assert_eq!(r["temperature"], 0.2);
+        assert_eq!(r["store"], true);
+        assert_eq!(r["metadata"]["k"], "v");
+        assert_eq!(r["tools"], serde_json::json!([]), "null takes the default");
+        assert_eq!(r["model"], "m");
+        assert_eq!(r["status"], "completed");
+        assert!(r["usage"].is_null());
+    }
+}

@@ -614,6 +614,24 @@ mod tests {
         assert_eq!(done["model"], "up");
     }
 
+    /// A chunk of an unusual shape (here `reasoning` as an object) is read leniently, and
+    /// escaped text comes out as sent.
+    #[test]
+    fn unusual_chunks_are_read_leniently() {
+        let ev = run(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"a\"b\n","reasoning":{"odd":1}}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"c\u00e9"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            "[DONE]",
+        ]);
+        let last = ev.last().unwrap();
+        assert_eq!(last["type"], "response.completed");
+        let done = &last["response"];
+        assert_eq!(done["output"].as_array().unwrap().len(), 1, "{done}");
+        assert_eq!(done["output"][0]["content"][0]["text"], "a\"b\ncé");
+        assert_eq!(done["usage"]["total_tokens"], 3);
+        assert_eq!(done["usage"]["input_tokens"], 1);
+    }
+
     #[test]
     fn length_is_incomplete_and_errors_fail() {
         let ev = run(&[

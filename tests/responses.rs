@@ -537,3 +537,60 @@ async fn keys_budgets_rate_limits_and_the_ledger_apply() {
         gw.stop().await;
     }
 }
+
+/// A streamed Responses answer is metered from its final event's `response.usage`, translated
+/// (`local`, a chat engine) or passed through (`cloud`): the ledger row holds the tokens the
+/// client saw, not the per-event estimate.
+#[tokio::test]
+async fn streamed_answers_are_metered_from_the_final_event() {
+    let (chat, oa, an) = mocks().await;
+    let (db, _url, _dir) = backends().await.into_iter().next().expect("a ledger backend");
+    let general = format!("  master_key: {MASTER}\n  spend_logs_flush_interval: 0.05\n{db}");
+    let gw = spawn(&config(&chat, &oa, &an, &general)).await;
+    for (n, model) in ["local", "cloud"].into_iter().enumerate() {
+        let text = gw
+            .client
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(MASTER)
+            .json(&json!({"model": model, "input": "count these words for the meter", "stream": true}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let done: Value = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|v| v["type"] == "response.completed")
+            .unwrap_or_else(|| panic!("no response.completed in {text}"));
+        let usage = &done["response"]["usage"];
+        assert!(usage["output_tokens"].as_u64().unwrap() > 0, "{done}");
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            let r = gw
+                .client
+                .get(gw.url("/spend/logs"))
+                .bearer_auth(MASTER)
+                .send()
+                .await
+                .unwrap();
+            rows = r.json::<Value>().await.unwrap().as_array().unwrap().clone();
+            if rows.len() > n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let row = rows
+            .iter()
+            .find(|r| r["model_group"] == model)
+            .unwrap_or_else(|| panic!("no row for {model}: {rows:?}"));
+        assert_eq!(row["prompt_tokens"], usage["input_tokens"], "{model}: {row} vs {usage}");
+        assert_eq!(
+            row["completion_tokens"], usage["output_tokens"],
+            "{model}: {row} vs {usage}"
+        );
+    }
+    gw.stop().await;
+}

@@ -18,9 +18,13 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
     // its conversation and remembers the answer when `store`; with the store off the id goes
     // upstream as sent to a deployment serving Responses, and gets a clear 400 elsewhere
     // (`translate::responses::check_translatable`).
-    super::responses_store::around(&state, req, |req| {
-        handle(&state, req, Dialect::Responses, |bytes| {
-            let body: Map<String, Value> = parse_json(bytes)?;
+    super::responses_store::around(&state, req, |mut req| {
+        let parsed = super::responses_store::take_parsed(&mut req);
+        handle(&state, req, Dialect::Responses, move |bytes| {
+            let body: Map<String, Value> = match parsed {
+                Some(body) => body,
+                None => parse_json(bytes)?,
+            };
             Ok(Call::Chat(responses::to_canonical(body)?))
         })
     })

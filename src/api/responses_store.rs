@@ -305,7 +305,7 @@ where
         Ok::<_, GatewayError>((caller, bytes, turn))
     }
     .await;
-    let (caller, bytes, turn) = match prepared {
+    let (caller, bytes, mut turn) = match prepared {
         Ok(p) => p,
         Err(e) => return e.into_response_in(Dialect::Responses),
     };
@@ -316,6 +316,10 @@ where
         }
         None => bytes,
     };
+    if let Some(body) = turn.parsed.take() {
+        // The handler takes the body as parsed here rather than parsing it again.
+        parts.extensions.insert(ParsedBody(body));
+    }
     let resp = serve(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
     if !turn.store || resp.status() != http::StatusCode::OK {
         return resp;
@@ -323,18 +327,15 @@ where
     turn.remember_from(state, caller, resp).await
 }
 
-/// The fields of a `POST /v1/responses` body the store reads; the rest is skipped unbuilt, and
-/// `input` is only parsed when it is stored.
-#[derive(serde::Deserialize)]
-struct Head<'a> {
-    #[serde(default)]
-    store: Option<Value>,
-    #[serde(default)]
-    previous_response_id: Option<Value>,
-    #[serde(default)]
-    model: Option<Value>,
-    #[serde(default, borrow)]
-    input: Option<&'a serde_json::value::RawValue>,
+/// A `POST /v1/responses` body the store has parsed already (a JSON object, `previous_response_id`
+/// not rewritten): the handler takes it from the request's extensions instead of parsing the bytes
+/// again ([`take_parsed`]).
+#[derive(Clone)]
+pub struct ParsedBody(pub serde_json::Map<String, Value>);
+
+/// The body `around` parsed, if it did.
+pub fn take_parsed(req: &mut Request) -> Option<serde_json::Map<String, Value>> {
+    req.extensions_mut().remove::<ParsedBody>().map(|p| p.0)
 }
 
 /// One `POST /v1/responses` as the store sees it.
@@ -347,11 +348,13 @@ struct Turn {
     previous: Option<String>,
     /// The body to serve when it had to change.
     rewritten: Option<bytes::Bytes>,
+    /// The body as parsed, for the handler, when it was served unchanged.
+    parsed: Option<serde_json::Map<String, Value>>,
 }
 
 impl Turn {
-    /// Reads what the store needs from the body; the handler still parses (and judges) the
-    /// whole of it, so a body that is not a JSON object is left to it.
+    /// Reads what the store needs from the body, parsed once for the store and the handler; a
+    /// body that is not a JSON object is left to the handler to judge.
     async fn prepare(state: &AppState, caller: &Caller, bytes: &[u8]) -> Result<Turn, GatewayError> {
         let untouched = Turn {
             store: false,
@@ -359,13 +362,14 @@ impl Turn {
             conversation: Vec::new(),
             previous: None,
             rewritten: None,
+            parsed: None,
         };
-        let Ok(head) = serde_json::from_slice::<Head>(bytes) else {
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Map<String, Value>>(bytes) else {
             return Ok(untouched);
         };
-        let requested = match head.store {
+        let requested = match body.get("store") {
             None => None,
-            Some(Value::Bool(b)) => Some(b),
+            Some(Value::Bool(b)) => Some(*b),
             Some(_) => {
                 return Err(GatewayError::invalid_param(
                     "store",
@@ -373,9 +377,9 @@ impl Turn {
                 ))
             }
         };
-        let previous = match head.previous_response_id {
+        let previous = match body.get("previous_response_id") {
             None => None,
-            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(_) => {
                 return Err(GatewayError::invalid_param(
                     "previous_response_id",
@@ -385,38 +389,42 @@ impl Turn {
         };
         let store = stores(state, requested);
         if !store && previous.is_none() {
-            // Codex's case (`store: false`): nothing to read further, nothing to rewrite.
-            return Ok(untouched);
+            // Codex's case (`store: false`): nothing to remember, nothing to rewrite.
+            return Ok(Turn {
+                parsed: Some(body),
+                ..untouched
+            });
         }
-        let input = match head.input.map(|raw| serde_json::from_str::<Value>(raw.get())) {
-            Some(Ok(Value::String(s))) => vec![json!({"role": "user", "content": s})],
-            Some(Ok(Value::Array(items))) => items,
+        let input = match body.get("input") {
+            Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
+            Some(Value::Array(items)) => items.clone(),
             // Anything else is refused by the handler in its own words.
             _ => Vec::new(),
         };
-        let (conversation, rewritten) = match &previous {
-            None => (input, None),
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (conversation, rewritten, parsed) = match &previous {
+            None => (input, None, Some(body)),
             Some(id) => {
                 let mut conversation = history(state, caller, id).await?;
                 conversation.extend(input);
-                let mut body: serde_json::Map<String, Value> = super::parse_json(bytes)?;
                 body.remove("previous_response_id");
                 body.insert("input".into(), Value::Array(conversation.clone()));
                 let bytes = serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?;
-                (conversation, Some(bytes.into()))
+                // Served as bytes, so the handler judges the rewritten body (its size included).
+                (conversation, Some(bytes.into()), None)
             }
         };
         Ok(Turn {
             store,
-            model: head
-                .model
-                .as_ref()
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            model,
             conversation,
             previous,
             rewritten,
+            parsed,
         })
     }
 
@@ -495,55 +503,34 @@ impl Turn {
 }
 
 /// Picks a stream's final `response.completed` (or `response.incomplete`) object out of the SSE
-/// bytes going by; each event is held only until its blank line.
+/// bytes going by, framed by the shared parser (`crate::sse::Framer`: events are slices of the
+/// chunk, only an event split across chunks is held); only the final event is parsed.
 #[derive(Default)]
 struct FinalEvent {
-    event: Vec<u8>,
+    framer: crate::sse::Framer,
 }
 
 impl FinalEvent {
     fn feed(&mut self, chunk: &[u8]) -> Option<Value> {
         let mut found = None;
-        // Only the tail of the previous bytes can complete a separator with this chunk.
-        let mut from = self.event.len().saturating_sub(3);
-        self.event.extend_from_slice(chunk);
-        while let Some(end) = separator(&self.event[from..]).map(|(at, len)| (from + at, len)) {
-            let (at, len) = end;
+        self.framer.push(chunk, |ev| {
             if found.is_none() {
-                found = final_object(&self.event[..at]);
+                found = final_object(ev.data);
             }
-            self.event.drain(..at + len);
-            from = 0;
-        }
+        });
         found
     }
 }
 
-/// Where the first blank line (`\n\n` or `\r\n\r\n`) in `b` starts, and its length.
-fn separator(b: &[u8]) -> Option<(usize, usize)> {
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
-    match (lf, crlf) {
-        (Some(a), Some(c)) => Some(if c.0 < a.0 { c } else { a }),
-        (a, c) => a.or(c),
-    }
-}
-
-/// The `response` of one SSE event if it is the stream's final object.
-fn final_object(event: &[u8]) -> Option<Value> {
-    let text = std::str::from_utf8(event).ok()?;
-    let data: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect::<Vec<_>>()
-        .join("\n");
-    if !data.contains("\"response.completed\"") && !data.contains("\"response.incomplete\"") {
+/// The `response` of one event's data if it is the stream's final object.
+fn final_object(data: &[u8]) -> Option<Value> {
+    let finder = |n: &str| memchr::memmem::find(data, n.as_bytes()).is_some();
+    if !finder("\"response.completed\"") && !finder("\"response.incomplete\"") {
         return None;
     }
-    let v: Value = serde_json::from_str(&data).ok()?;
+    let mut v: Value = serde_json::from_slice(data).ok()?;
     match v["type"].as_str() {
-        Some("response.completed" | "response.incomplete") => Some(v["response"].clone()),
+        Some("response.completed" | "response.incomplete") => Some(v["response"].take()),
         _ => None,
     }
 }

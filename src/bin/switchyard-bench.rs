@@ -1,7 +1,7 @@
 //! A closed-loop HTTP load generator for chat completions endpoints (used by `scripts/bench.sh`).
 //!
 //! `switchyard-bench --url http://127.0.0.1:4000/v1/chat/completions --concurrency 16
-//!  --duration 5 [--warmup 1] [--stream] [--responses] [--model M] [--requests N] [--json]`
+//!  --duration 5 [--warmup 1] [--stream] [--responses [--no-store]] [--model M] [--requests N] [--json]`
 //!
 //! N workers each send the same small chat request back to back (the next one as soon as the
 //! previous answer is read to its end) over keep-alive connections. Latencies of the requests
@@ -45,6 +45,10 @@ struct Args {
     /// `/v1/responses`.
     #[arg(long)]
     responses: bool,
+    /// With `--responses`: send `"store": false` (Codex's turns), so a gateway with the response
+    /// store on does not store the answers.
+    #[arg(long)]
+    no_store: bool,
     /// The `model` the request names.
     #[arg(long, default_value = "bench")]
     model: String,
@@ -152,7 +156,8 @@ fn request_body(args: &Args) -> String {
     let model = serde_json::Value::from(args.model.as_str());
     let stream = if args.stream { r#","stream":true"# } else { "" };
     if args.responses {
-        format!(r#"{{"model":{model},"input":"hello","max_output_tokens":16{stream}}}"#)
+        let store = if args.no_store { r#","store":false"# } else { "" };
+        format!(r#"{{"model":{model},"input":"hello","max_output_tokens":16{stream}{store}}}"#)
     } else {
         format!(r#"{{"model":{model},"messages":[{{"role":"user","content":"hello"}}],"max_tokens":16{stream}}}"#)
     }

@@ -87,6 +87,8 @@ pub struct Deployment {
     pub completions_url: String,
     pub embeddings_url: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `is_local()`, worked out at load (it parses `api_base`).
+    pub local: bool,
     /// Made from a wildcard entry for one requested model: never cooled down (as LiteLLM).
     pub wildcard: bool,
 }
@@ -150,10 +152,7 @@ impl Deployment {
     /// Local = `model_info.local`, else an `api_base` on loopback, a private network, or a bare
     /// host name such as a compose service (`http://vllm:8000`).
     pub fn is_local(&self) -> bool {
-        if let Some(l) = self.model_info.local {
-            return l;
-        }
-        is_local_base(&self.api_base)
+        self.local
     }
 }
 
@@ -621,6 +620,7 @@ fn resolve(
         .clone()
         .unwrap_or_else(|| stable_id(&model_name, &id_source));
 
+    let local = model_info.local.unwrap_or_else(|| is_local_base(&api_base));
     Some(Ok(Deployment {
         index,
         id,
@@ -651,6 +651,7 @@ fn resolve(
         completions_url,
         embeddings_url,
         headers,
+        local,
         wildcard,
     }))
 }

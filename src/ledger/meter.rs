@@ -241,14 +241,27 @@ impl StreamMeter {
         {
             return true;
         }
+        if self.dialect == Dialect::Responses {
+            // Only `response.usage` is built; the rest of the response object (output, the
+            // request's echo: tools, instructions) is skimmed.
+            if let Ok(Final {
+                response: Some(ResponseUsage { usage: Some(u) }),
+            }) = serde_json::from_slice::<Final>(ev.data)
+            {
+                if u.is_object() {
+                    self.tokens = from_usage(&u, self.tokens);
+                    self.saw_usage = true;
+                }
+            }
+            return true;
+        }
         let Ok(v) = serde_json::from_slice::<Value>(ev.data) else {
             return true;
         };
         let usage = match self.dialect {
             Dialect::OpenAi => v.get("usage").filter(|u| !u.is_null()),
             Dialect::Anthropic => v.pointer("/message/usage").or_else(|| v.get("usage")),
-            // `response.created` and `response.in_progress` carry `"usage": null`.
-            Dialect::Responses => v.pointer("/response/usage").filter(|u| u.is_object()),
+            Dialect::Responses => None,
         };
         if let Some(u) = usage.filter(|u| u.is_object()) {
             self.tokens = from_usage(u, self.tokens);
@@ -284,6 +297,19 @@ impl Drop for StreamMeter {
     fn drop(&mut self) {
         self.finish(None);
     }
+}
+
+/// A Responses stream's final event, as far as the meter reads it.
+#[derive(serde::Deserialize)]
+struct Final {
+    #[serde(default)]
+    response: Option<ResponseUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResponseUsage {
+    #[serde(default)]
+    usage: Option<Value>,
 }
 
 #[cfg(test)]

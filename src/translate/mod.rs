@@ -53,7 +53,11 @@ pub fn stream<T: EventTranslator>(
                         let mut out = String::new();
                         framer.push(&chunk, |e| {
                             let name = e.name.map(String::from_utf8_lossy);
-                            t.on_event(name.as_deref(), &e.data_str(), &mut out)
+                            // Upstreams send UTF-8: checked on the fast path, mended only if not.
+                            match std::str::from_utf8(e.data) {
+                                Ok(data) => t.on_event(name.as_deref(), data, &mut out),
+                                Err(_) => t.on_event(name.as_deref(), &e.data_str(), &mut out),
+                            }
                         });
                         if !out.is_empty() {
                             return Some((Ok(Bytes::from(out)), (up, framer, t)));

@@ -8,6 +8,7 @@
 //! - toward a deployment that serves Responses itself (`serves_responses`) the body goes
 //!   upstream as sent (`passthrough_body`) and the answer comes back as sent.
 
+pub mod json;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -6,11 +6,22 @@
 //! `.done` events and `response.output_item.done`; at `[DONE]` `response.completed` (or
 //! `response.incomplete` after `finish_reason: length`) with usage. An upstream error event
 //! becomes `error` and `response.failed`. Every event carries its `sequence_number`.
+//!
+//! Cost per chunk: a chunk is read into borrowed typed fields (`Chunk`; another shape falls
+//! back to a `Value`, read leniently), and events are written straight into the output buffer
+//! (`json`); the request-echo fields of the response object are encoded once per stream.
 
+use super::json::{push_str, push_u64, Text};
 use super::request::Native;
-use super::response::{envelope, function_call_item, message_item, new_id, now_secs, reasoning_item, status_of, usage};
+use super::response::{
+    new_id, now_secs, separate, status_of, write_function_call_item, write_message_item, write_reasoning_item, Echo,
+    Object, Usage,
+};
 use crate::translate::EventTranslator;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -26,36 +37,78 @@ struct Call {
     args: String,
 }
 
+/// A chat chunk's fields, borrowed from the event's data.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    /// Whether an `error` key is there at all (an upstream error event).
+    #[serde(default, deserialize_with = "present")]
+    error: bool,
+    #[serde(default, borrow)]
+    model: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
 pub struct ChatToResponses {
     native: Arc<Native>,
+    echo: Option<Echo>,
     id: String,
     model: String,
     created_at: u64,
     seq: u64,
     started: bool,
     finished: bool,
-    /// Items done, in output order.
-    output: Vec<Value>,
+    /// Items done, in output order, encoded and comma-separated.
+    output: String,
     next_index: usize,
     text: Option<(usize, String, String)>,
     reasoning: Option<(usize, String, String)>,
     calls: Vec<Call>,
     finish: Option<String>,
-    usage: Option<Value>,
+    usage: Option<Usage>,
     on_complete: Option<OnComplete>,
+    /// Scratch for the response object.
+    scratch: String,
 }
 
 impl ChatToResponses {
     pub fn new(native: Arc<Native>, model: &str, on_complete: Option<OnComplete>) -> Self {
         ChatToResponses {
             native,
+            echo: None,
             id: new_id("resp"),
             model: model.to_string(),
             created_at: now_secs(),
             seq: 0,
             started: false,
             finished: false,
-            output: Vec::new(),
+            output: String::new(),
             next_index: 0,
             text: None,
             reasoning: None,
@@ -63,9 +116,34 @@ impl ChatToResponses {
             finish: None,
             usage: None,
             on_complete,
+            scratch: String::new(),
         }
     }
 
+    /// Opens an event: `event: {kind}` and its data up to the first field's comma.
+    fn open(out: &mut String, kind: &str) {
+        out.push_str("event: ");
+        out.push_str(kind);
+        out.push_str("\ndata: {\"type\":\"");
+        out.push_str(kind);
+        out.push('"');
+    }
+
+    /// Closes an event with its `sequence_number`.
+    fn close(&mut self, out: &mut String) {
+        out.push_str(",\"sequence_number\":");
+        push_u64(out, self.seq);
+        out.push_str("}\n\n");
+        self.seq += 1;
+    }
+
+    /// `,"output_index":N`
+    fn index(out: &mut String, idx: usize) {
+        out.push_str(",\"output_index\":");
+        push_u64(out, idx as u64);
+    }
+
+    /// An event built as a `Value` (the rare ones: errors).
     fn emit(&mut self, out: &mut String, kind: &str, mut data: Value) {
         data["type"] = Value::from(kind);
         data["sequence_number"] = Value::from(self.seq);
@@ -73,20 +151,37 @@ impl ChatToResponses {
         let _ = write!(out, "event: {kind}\ndata: {data}\n\n");
     }
 
-    /// An event whose payload is the response object, already encoded.
-    fn emit_response(&mut self, out: &mut String, kind: &str, response: &str) {
-        let seq = self.seq;
-        self.seq += 1;
-        let _ = write!(
-            out,
-            "event: {kind}\ndata: {{\"type\":\"{kind}\",\"response\":{response},\"sequence_number\":{seq}}}\n\n"
-        );
+    /// `,"item_id":"..","output_index":N`
+    fn item_ref(out: &mut String, id: &str, idx: usize) {
+        out.push_str(",\"item_id\":");
+        push_str(out, id);
+        Self::index(out, idx);
     }
 
-    fn response(&self, status: &str) -> Value {
-        let mut r = envelope(&self.native, &self.id, self.created_at, &self.model, status);
-        r.insert("output".into(), Value::Array(self.output.clone()));
-        Value::Object(r)
+    /// The response object with this status into `self.scratch`.
+    fn write_response(&mut self, status: &str, incomplete: Option<&str>, error: Option<&str>) {
+        let echo = self.echo.get_or_insert_with(|| Echo::new(&self.native));
+        self.scratch.clear();
+        Object {
+            id: &self.id,
+            created_at: self.created_at,
+            model: &self.model,
+            status,
+            incomplete,
+            error,
+            output: &self.output,
+            usage: self.usage,
+            echo,
+        }
+        .write(&mut self.scratch);
+    }
+
+    /// An event whose payload is the response object in `self.scratch`.
+    fn emit_response(&mut self, out: &mut String, kind: &str) {
+        Self::open(out, kind);
+        out.push_str(",\"response\":");
+        out.push_str(&self.scratch);
+        self.close(out);
     }
 
     fn start(&mut self, out: &mut String) {
@@ -94,69 +189,79 @@ impl ChatToResponses {
             return;
         }
         self.started = true;
-        let r = self.response("in_progress");
         // One encoding of the response object for both events.
-        let r = r.to_string();
-        self.emit_response(out, "response.created", &r);
-        self.emit_response(out, "response.in_progress", &r);
+        self.write_response("in_progress", None, None);
+        out.reserve(2 * self.scratch.len() + 160);
+        self.emit_response(out, "response.created");
+        self.emit_response(out, "response.in_progress");
+    }
+
+    /// Appends an item to the response's `output` and sends `response.output_item.done`.
+    fn item_done(&mut self, out: &mut String, idx: usize, start: usize) {
+        Self::open(out, "response.output_item.done");
+        Self::index(out, idx);
+        out.push_str(",\"item\":");
+        out.push_str(&self.output[start..]);
+        self.close(out);
     }
 
     fn close_reasoning(&mut self, out: &mut String) {
         let Some((idx, id, text)) = self.reasoning.take() else {
             return;
         };
-        let base = json!({"item_id": id, "output_index": idx, "summary_index": 0});
-        let mut d = base.clone();
-        d["text"] = Value::from(text.as_str());
-        self.emit(out, "response.reasoning_summary_text.done", d);
-        let mut d = base;
-        d["part"] = json!({"type": "summary_text", "text": text});
-        self.emit(out, "response.reasoning_summary_part.done", d);
-        let item = reasoning_item(&id, &text);
-        self.emit(
-            out,
-            "response.output_item.done",
-            json!({"output_index": idx, "item": item}),
-        );
-        self.output.push(item);
+        Self::open(out, "response.reasoning_summary_text.done");
+        Self::item_ref(out, &id, idx);
+        out.push_str(",\"summary_index\":0,\"text\":");
+        push_str(out, &text);
+        self.close(out);
+        Self::open(out, "response.reasoning_summary_part.done");
+        Self::item_ref(out, &id, idx);
+        out.push_str(",\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":");
+        push_str(out, &text);
+        out.push('}');
+        self.close(out);
+        separate(&mut self.output);
+        let start = self.output.len();
+        write_reasoning_item(&mut self.output, &id, &text);
+        self.item_done(out, idx, start);
     }
 
     fn close_text(&mut self, out: &mut String) {
         let Some((idx, id, text)) = self.text.take() else {
             return;
         };
-        let base = json!({"item_id": id, "output_index": idx, "content_index": 0});
-        let mut d = base.clone();
-        d["text"] = Value::from(text.as_str());
-        d["logprobs"] = json!([]);
-        self.emit(out, "response.output_text.done", d);
-        let mut d = base;
-        d["part"] = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
-        self.emit(out, "response.content_part.done", d);
-        let item = message_item(&id, &text, "completed");
-        self.emit(
-            out,
-            "response.output_item.done",
-            json!({"output_index": idx, "item": item}),
-        );
-        self.output.push(item);
+        Self::open(out, "response.output_text.done");
+        Self::item_ref(out, &id, idx);
+        out.push_str(",\"content_index\":0,\"text\":");
+        push_str(out, &text);
+        out.push_str(",\"logprobs\":[]");
+        self.close(out);
+        Self::open(out, "response.content_part.done");
+        Self::item_ref(out, &id, idx);
+        out.push_str(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":");
+        push_str(out, &text);
+        out.push_str(",\"annotations\":[],\"logprobs\":[]}");
+        self.close(out);
+        separate(&mut self.output);
+        let start = self.output.len();
+        write_message_item(&mut self.output, &id, &text, "completed");
+        self.item_done(out, idx, start);
     }
 
     fn close_calls(&mut self, out: &mut String) {
         for c in std::mem::take(&mut self.calls) {
-            let args = if c.args.is_empty() { "{}".to_string() } else { c.args };
-            self.emit(
-                out,
-                "response.function_call_arguments.done",
-                json!({"item_id": c.id, "output_index": c.output_index, "name": c.name, "arguments": args}),
-            );
-            let item = function_call_item(&c.id, &c.call_id, &c.name, &args, "completed");
-            self.emit(
-                out,
-                "response.output_item.done",
-                json!({"output_index": c.output_index, "item": item}),
-            );
-            self.output.push(item);
+            let args = if c.args.is_empty() { "{}" } else { c.args.as_str() };
+            Self::open(out, "response.function_call_arguments.done");
+            Self::item_ref(out, &c.id, c.output_index);
+            out.push_str(",\"name\":");
+            push_str(out, &c.name);
+            out.push_str(",\"arguments\":");
+            push_str(out, args);
+            self.close(out);
+            separate(&mut self.output);
+            let start = self.output.len();
+            write_function_call_item(&mut self.output, &c.id, &c.call_id, &c.name, args, "completed");
+            self.item_done(out, c.output_index, start);
         }
     }
 
@@ -165,22 +270,25 @@ impl ChatToResponses {
             self.close_text(out);
             let (idx, id) = (self.next_index, new_id("rs"));
             self.next_index += 1;
-            self.emit(
-                out,
-                "response.output_item.added",
-                json!({"output_index": idx, "item": {"id": id, "type": "reasoning", "summary": []}}),
-            );
-            self.emit(
-                out,
-                "response.reasoning_summary_part.added",
-                json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
-            );
+            Self::open(out, "response.output_item.added");
+            Self::index(out, idx);
+            out.push_str(",\"item\":{\"id\":");
+            push_str(out, &id);
+            out.push_str(",\"type\":\"reasoning\",\"summary\":[]}");
+            self.close(out);
+            Self::open(out, "response.reasoning_summary_part.added");
+            Self::item_ref(out, &id, idx);
+            out.push_str(",\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":\"\"}");
+            self.close(out);
             self.reasoning = Some((idx, id, String::new()));
         }
         if let Some((idx, id, text)) = self.reasoning.as_mut() {
             text.push_str(delta);
-            let d = json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": delta});
-            self.emit(out, "response.reasoning_summary_text.delta", d);
+            Self::open(out, "response.reasoning_summary_text.delta");
+            Self::item_ref(out, id, *idx);
+            out.push_str(",\"summary_index\":0,\"delta\":");
+            push_str(out, delta);
+            self.close(out);
         }
     }
 
@@ -189,30 +297,25 @@ impl ChatToResponses {
             self.close_reasoning(out);
             let (idx, id) = (self.next_index, new_id("msg"));
             self.next_index += 1;
-            let item =
-                json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []});
-            self.emit(
-                out,
-                "response.output_item.added",
-                json!({"output_index": idx, "item": item}),
-            );
-            self.emit(
-                out,
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": idx, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
-            );
+            Self::open(out, "response.output_item.added");
+            Self::index(out, idx);
+            out.push_str(",\"item\":");
+            write_message_item_open(out, &id);
+            self.close(out);
+            Self::open(out, "response.content_part.added");
+            Self::item_ref(out, &id, idx);
+            out.push_str(",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[],\"logprobs\":[]}");
+            self.close(out);
             self.text = Some((idx, id, String::new()));
         }
         if let Some((idx, id, text)) = self.text.as_mut() {
             text.push_str(delta);
-            // The per-chunk event, written directly: no `Value` built per token.
-            let (idx, seq) = (*idx, self.seq);
-            self.seq += 1;
-            let delta = Value::from(delta);
-            let _ = write!(
-                out,
-                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"{id}\",\"output_index\":{idx},\"content_index\":0,\"delta\":{delta},\"logprobs\":[],\"sequence_number\":{seq}}}\n\n"
-            );
+            Self::open(out, "response.output_text.delta");
+            Self::item_ref(out, id, *idx);
+            out.push_str(",\"content_index\":0,\"delta\":");
+            push_str(out, delta);
+            out.push_str(",\"logprobs\":[]");
+            self.close(out);
         }
     }
 
@@ -225,12 +328,11 @@ impl ChatToResponses {
             self.next_index += 1;
             let call_id = tc["id"].as_str().map_or_else(|| new_id("call"), str::to_string);
             let name = tc["function"]["name"].as_str().unwrap_or_default().to_string();
-            let item = function_call_item(&id, &call_id, &name, "", "in_progress");
-            self.emit(
-                out,
-                "response.output_item.added",
-                json!({"output_index": idx, "item": item}),
-            );
+            Self::open(out, "response.output_item.added");
+            Self::index(out, idx);
+            out.push_str(",\"item\":");
+            write_function_call_item(out, &id, &call_id, &name, "", "in_progress");
+            self.close(out);
             self.calls.push(Call {
                 chat_index,
                 output_index: idx,
@@ -246,13 +348,13 @@ impl ChatToResponses {
         let Some(pos) = self.calls.iter().position(|c| c.chat_index == chat_index) else {
             return;
         };
-        self.calls[pos].args.push_str(args);
-        let (id, idx) = (self.calls[pos].id.clone(), self.calls[pos].output_index);
-        self.emit(
-            out,
-            "response.function_call_arguments.delta",
-            json!({"item_id": id, "output_index": idx, "delta": args}),
-        );
+        let c = &mut self.calls[pos];
+        c.args.push_str(args);
+        Self::open(out, "response.function_call_arguments.delta");
+        Self::item_ref(out, &c.id, c.output_index);
+        out.push_str(",\"delta\":");
+        push_str(out, args);
+        self.close(out);
     }
 
     fn complete(&mut self, out: &mut String) {
@@ -261,20 +363,19 @@ impl ChatToResponses {
         self.close_text(out);
         self.close_calls(out);
         let (status, incomplete) = status_of(self.finish.as_deref());
-        let mut r = self.response(status);
-        r["incomplete_details"] = incomplete;
-        if let Some(u) = &self.usage {
-            r["usage"] = usage(u);
-        }
+        self.write_response(status, incomplete, None);
+        out.reserve(self.scratch.len() + 96);
         let kind = if status == "incomplete" {
             "response.incomplete"
         } else {
             "response.completed"
         };
-        self.emit_response(out, kind, &r.to_string());
+        self.emit_response(out, kind);
         self.finished = true;
         if let Some(f) = self.on_complete.take() {
-            f(&r);
+            if let Ok(r) = serde_json::from_str::<Value>(&self.scratch) {
+                f(&r);
+            }
         }
     }
 
@@ -291,11 +392,80 @@ impl ChatToResponses {
             "error",
             json!({"code": code, "message": message, "param": e["param"].clone()}),
         );
-        let mut r = self.response("failed");
-        r["error"] = json!({"code": "server_error", "message": message});
-        self.emit_response(out, "response.failed", &r.to_string());
+        self.write_response("failed", None, Some(&message));
+        self.emit_response(out, "response.failed");
         self.finished = true;
     }
+
+    /// The chunk's model, usage, deltas and finish reason, however they were read.
+    fn on_chunk(&mut self, out: &mut String, c: Parts<'_>) {
+        if let Some(m) = c.model.filter(|m| !m.is_empty()) {
+            if !self.started {
+                self.model = m.to_string();
+            }
+        }
+        self.start(out);
+        if let Some(u) = c.usage {
+            self.usage = Some(u);
+        }
+        if !c.has_choice {
+            return;
+        }
+        if let Some(r) = c.reasoning.filter(|r| !r.is_empty()) {
+            self.reasoning_delta(out, r);
+        }
+        if let Some(t) = c.content.filter(|t| !t.is_empty()) {
+            self.text_delta(out, t);
+        }
+        if let Some(calls) = c.tool_calls.and_then(Value::as_array) {
+            for tc in calls {
+                self.tool_delta(out, tc);
+            }
+        }
+        if let Some(f) = c.finish {
+            self.finish = Some(f.to_string());
+        }
+    }
+
+    /// A chunk that did not fit `Chunk` (a field of another type): read from a `Value`.
+    fn on_value(&mut self, out: &mut String, v: &Value) {
+        if v.get("error").is_some() {
+            self.fail(out, v);
+            return;
+        }
+        let choice = v.pointer("/choices/0");
+        let delta = choice.map(|c| &c["delta"]);
+        let parts = Parts {
+            model: v["model"].as_str(),
+            usage: v.get("usage").filter(|u| u.is_object()).map(Usage::from_chat),
+            has_choice: choice.is_some(),
+            reasoning: delta
+                .and_then(|d| d.get("reasoning_content").or_else(|| d.get("reasoning")))
+                .and_then(Value::as_str),
+            content: delta.and_then(|d| d["content"].as_str()),
+            tool_calls: delta.map(|d| &d["tool_calls"]),
+            finish: choice.and_then(|c| c["finish_reason"].as_str()),
+        };
+        self.on_chunk(out, parts);
+    }
+}
+
+/// `{"id":..,"type":"message","status":"in_progress","role":"assistant","content":[]}`
+fn write_message_item_open(out: &mut String, id: &str) {
+    out.push_str("{\"id\":");
+    push_str(out, id);
+    out.push_str(",\"type\":\"message\",\"status\":\"in_progress\",\"role\":\"assistant\",\"content\":[]}");
+}
+
+/// What `on_chunk` reads of a chunk.
+struct Parts<'a> {
+    model: Option<&'a str>,
+    usage: Option<Usage>,
+    has_choice: bool,
+    reasoning: Option<&'a str>,
+    content: Option<&'a str>,
+    tool_calls: Option<&'a Value>,
+    finish: Option<&'a str>,
 }
 
 impl EventTranslator for ChatToResponses {
@@ -307,43 +477,45 @@ impl EventTranslator for ChatToResponses {
             self.complete(out);
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            return;
+        // Room for this chunk's events (a delta and its event's framing), grown once.
+        out.reserve(data.len() + 256);
+        let chunk = match serde_json::from_str::<Chunk>(data) {
+            Ok(c) if !c.error => c,
+            _ => {
+                if let Ok(v) = serde_json::from_str::<Value>(data) {
+                    self.on_value(out, &v);
+                }
+                return;
+            }
         };
-        if v.get("error").is_some() {
-            self.fail(out, &v);
-            return;
+        let usage = chunk.usage.and_then(Usage::from_raw);
+        let choice = chunk.choices.and_then(|cs| cs.into_iter().next());
+        let has_choice = choice.is_some();
+        let (delta, finish) = match choice {
+            Some(c) => (c.delta, c.finish_reason.map(Text::cow)),
+            None => (None, None),
+        };
+        let (mut reasoning, mut content, mut tool_calls) = (None, None, None);
+        if let Some(d) = delta {
+            reasoning = d.reasoning_content.or(d.reasoning).map(Text::cow);
+            content = d.content.map(Text::cow);
+            tool_calls = d
+                .tool_calls
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
         }
-        if let Some(m) = v["model"].as_str().filter(|m| !m.is_empty()) {
-            if !self.started {
-                self.model = m.to_string();
-            }
-        }
-        self.start(out);
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-            self.usage = Some(u.clone());
-        }
-        let Some(choice) = v.pointer("/choices/0") else { return };
-        let delta = &choice["delta"];
-        if let Some(r) = delta
-            .get("reasoning_content")
-            .or_else(|| delta.get("reasoning"))
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty())
-        {
-            self.reasoning_delta(out, r);
-        }
-        if let Some(t) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            self.text_delta(out, t);
-        }
-        if let Some(calls) = delta["tool_calls"].as_array() {
-            for tc in calls {
-                self.tool_delta(out, tc);
-            }
-        }
-        if let Some(f) = choice["finish_reason"].as_str() {
-            self.finish = Some(f.to_string());
-        }
+        let model: Option<Cow<str>> = chunk.model.map(Text::cow);
+        self.on_chunk(
+            out,
+            Parts {
+                model: model.as_deref(),
+                usage,
+                has_choice,
+                reasoning: reasoning.as_deref(),
+                content: content.as_deref(),
+                tool_calls: tool_calls.as_ref(),
+                finish: finish.as_deref(),
+            },
+        );
     }
 }
 
@@ -440,6 +612,24 @@ mod tests {
         assert_eq!(done["output"][1]["call_id"], "call_1");
         assert_eq!(done["usage"]["total_tokens"], 7);
         assert_eq!(done["model"], "up");
+    }
+
+    /// A chunk of an unusual shape (here `reasoning` as an object) is read leniently, and
+    /// escaped text comes out as sent.
+    #[test]
+    fn unusual_chunks_are_read_leniently() {
+        let ev = run(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"a\"b\n","reasoning":{"odd":1}}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"c\u00e9"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            "[DONE]",
+        ]);
+        let last = ev.last().unwrap();
+        assert_eq!(last["type"], "response.completed");
+        let done = &last["response"];
+        assert_eq!(done["output"].as_array().unwrap().len(), 1, "{done}");
+        assert_eq!(done["output"][0]["content"][0]["text"], "a\"b\ncé");
+        assert_eq!(done["usage"]["total_tokens"], 3);
+        assert_eq!(done["usage"]["input_tokens"], 1);
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub async fn method_not_allowed(req: axum::extract::Request) -> Response {
 
 /// The shared path of every model call: authenticate, read and parse under the size limit, run the
 /// pipeline, answer in `dialect` (errors included).
+/// The caller as an edge wrapper authenticated it, in the request's extensions: [`handle`]
+/// does not authenticate again (a client cannot set an extension).
+#[derive(Clone)]
+pub struct Authenticated(pub crate::auth::Caller);
+
 pub async fn handle(
     state: &AppState,
     req: Request,
@@ -94,7 +99,11 @@ pub async fn handle(
     let mut cached: Option<CachePlan> = None;
     let mut hit = false;
     let result = async {
-        let caller = state.auth.authenticate(&parts.headers).await?;
+        // A wrapper that authenticated already (the response store's) hands its caller on.
+        let caller = match parts.extensions.get::<Authenticated>() {
+            Some(a) => a.0.clone(),
+            None => state.auth.authenticate(&parts.headers).await?,
+        };
         let bytes = read_body(body, state.config.general.max_request_size_bytes).await?;
         let mut call = parse(&bytes)?;
         if call_model_is_empty(&call) {

@@ -316,6 +316,7 @@ where
         }
         None => bytes,
     };
+    parts.extensions.insert(super::Authenticated(caller.clone()));
     if let Some(body) = turn.parsed.take() {
         // The handler takes the body as parsed here rather than parsing it again.
         parts.extensions.insert(ParsedBody(body));

@@ -290,15 +290,15 @@ impl Relay {
     /// each, and nothing waits.
     fn gather(&mut self, first: Bytes, cx: &mut Context<'_>) -> Bytes {
         const MAX: usize = 64 * 1024;
-        let mut joined: Option<bytes::BytesMut> = None;
-        while joined.as_ref().map_or(first.len(), |j| j.len()) < MAX {
+        let mut more: Vec<Bytes> = Vec::new();
+        let mut len = first.len();
+        while len < MAX {
             match self.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     self.touch();
                     if let Some(out) = self.on_chunk(chunk) {
-                        joined
-                            .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                            .extend_from_slice(&out);
+                        len += out.len();
+                        more.push(out);
                     }
                 }
                 Poll::Ready(end) => {
@@ -308,7 +308,14 @@ impl Relay {
                 Poll::Pending => break,
             }
         }
-        joined.map_or(first, bytes::BytesMut::freeze)
+        if more.is_empty() {
+            return first;
+        }
+        // Joined once, at its final size: no regrowth copies.
+        let mut joined = bytes::BytesMut::with_capacity(len);
+        joined.extend_from_slice(&first);
+        more.iter().for_each(|b| joined.extend_from_slice(b));
+        joined.freeze()
     }
 
     /// Bytes held back from the client (an incomplete event, when the meter strips).

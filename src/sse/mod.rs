@@ -192,7 +192,18 @@ fn parse<'a>(raw: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<Event<'a>> {
     let mut name = None;
     let mut first: Option<&'a [u8]> = None;
     let mut joined = false;
-    for line in raw.split(|&b| b == b'\n') {
+    // Lines found with `memchr` (a data line can be kilobytes: a Responses event carries the
+    // whole response object), not byte by byte.
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let line = match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                let line = &rest[..i];
+                rest = &rest[i + 1..];
+                line
+            }
+            None => std::mem::take(&mut rest),
+        };
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() || line[0] == b':' {
             continue;

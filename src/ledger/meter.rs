@@ -56,13 +56,19 @@ fn from_usage(u: &Value, prev: Tokens) -> Tokens {
             prompt: p,
             completion: n("completion_tokens").unwrap_or(prev.completion),
             cached: u
-                .pointer("/prompt_tokens_details/cached_tokens")
+                .get("prompt_tokens_details")
+                .and_then(|d| d.get("cached_tokens"))
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
         };
     }
     // The Responses API counts cached tokens inside `input_tokens`; Anthropic beside them.
-    if let Some(c) = u.pointer("/input_tokens_details/cached_tokens").and_then(Value::as_u64) {
+    // `get` chains, not `Value::pointer`, which allocates for each step of its path.
+    if let Some(c) = u
+        .get("input_tokens_details")
+        .and_then(|d| d.get("cached_tokens"))
+        .and_then(Value::as_u64)
+    {
         return Tokens {
             prompt: n("input_tokens").unwrap_or(prev.prompt),
             completion: n("output_tokens").unwrap_or(prev.completion),

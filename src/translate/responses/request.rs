@@ -305,10 +305,9 @@ pub fn to_canonical(body: Map<String, Value>) -> Result<ChatRequest, GatewayErro
     }
     // Gateway fields (fallbacks, num_retries, mock_response, metadata.tags, ...) steer the router
     // as on chat; everything else unknown is the Responses server's and stays in `native` only.
-    for k in GATEWAY_FIELDS {
-        if let Some(v) = body.get(*k) {
-            extra.insert((*k).to_string(), v.clone());
-        }
+    // The body's few keys against the list, not a lookup in the body for each of the list's ~30.
+    for (k, v) in body.iter().filter(|(k, _)| GATEWAY_FIELDS.contains(&k.as_str())) {
+        extra.insert(k.clone(), v.clone());
     }
     native.body = body;
     Ok(ChatRequest {

@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::fmt::Write;
 
 /// A fresh id with OpenAI's prefix for its kind (`resp`, `msg`, `fc`, `rs`).
 pub fn new_id(prefix: &str) -> String {
@@ -48,13 +47,22 @@ impl Echo {
             ("user", "null"),
             ("metadata", "{}"),
         ];
+        // The body's few keys matched against the fields, not a map lookup for each field.
+        let mut given: [Option<&Value>; FIELDS.len()] = [None; FIELDS.len()];
+        for (k, v) in native.body.iter().filter(|(_, v)| !v.is_null()) {
+            if let Some(i) = FIELDS.iter().position(|(f, _)| *f == k.as_str()) {
+                given[i] = Some(v);
+            }
+        }
         let mut s = String::with_capacity(320);
-        for (i, (k, default)) in FIELDS.iter().enumerate() {
+        for (i, ((k, default), v)) in FIELDS.iter().zip(given).enumerate() {
             if i > 0 {
                 s.push(',');
             }
-            let _ = write!(s, "\"{k}\":");
-            match native.body.get(*k).filter(|v| !v.is_null()) {
+            s.push('"');
+            s.push_str(k);
+            s.push_str("\":");
+            match v {
                 Some(v) => push_value(&mut s, v),
                 None => s.push_str(default),
             }
@@ -76,13 +84,15 @@ pub struct Usage {
 impl Usage {
     /// From a chat `usage` object; a missing or non-integer count is 0.
     pub fn from_chat(u: &Value) -> Usage {
-        let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-        let (input, output) = (n("/prompt_tokens"), n("/completion_tokens"));
+        // `get` chains, not `Value::pointer`, which allocates for each step of its path.
+        let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+        let nested = |outer: &str, k: &str| n(u.get(outer).and_then(|d| d.get(k)));
+        let (input, output) = (n(u.get("prompt_tokens")), n(u.get("completion_tokens")));
         Usage {
             input,
-            cached: n("/prompt_tokens_details/cached_tokens"),
+            cached: nested("prompt_tokens_details", "cached_tokens"),
             output,
-            reasoning: n("/completion_tokens_details/reasoning_tokens"),
+            reasoning: nested("completion_tokens_details", "reasoning_tokens"),
             total: u.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output),
         }
     }
